@@ -1,0 +1,68 @@
+//! The command line, as ../shared/spec/interface.md fixes it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailconfd",
+    version,
+    about = "Makes e-mail accounts configure themselves: autoconfig, autodiscover, Apple profiles and MTA-STS from one TOML file, with TLS and ACME built in"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Validate the config; exit 0, or 78 with one "KEY: reason" line per problem
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print one document to stdout, exactly as the server serves it
+    Render {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The e-mail address the document is for
+        #[arg(long)]
+        email: String,
+        format: Format,
+    },
+    /// Print the DNS records to publish, as zone-file lines
+    Dns {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this mail domain
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Print a [[provider]] TOML block equivalent to a Thunderbird config-v1.1.xml
+    Import {
+        /// A config-v1.1.xml file, e.g. from the ISPDB
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file
+    #[arg(short = 'c', long = "config", env = "MAILCONFD_CONFIG", default_value = crate::config::DEFAULT_PATH)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Thunderbird,
+    Autodiscover,
+    AutodiscoverJson,
+    Mobileconfig,
+    MtaSts,
+}

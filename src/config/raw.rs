@@ -1,0 +1,123 @@
+//! The config file as written: every field optional and loosely typed, so that
+//! validation (not serde) can name each problem with its key path and reason,
+//! and report all of them at once. Unknown keys land in `unknown` and are errors
+//! too (a typo must not silently fall back to a default).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub type Unknown = BTreeMap<String, toml::Value>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServerSection,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub acme: RawAcme,
+    #[serde(default)]
+    pub provider: Vec<RawProvider>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawServerSection {
+    pub http_listen: Option<Vec<String>>,
+    pub https_listen: Option<Vec<String>>,
+    pub state_dir: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub public_name: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTls {
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub files: Vec<RawCertFiles>,
+    pub key_type: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCertFiles {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAcme {
+    pub directory: Option<String>,
+    pub contact: Option<Vec<String>>,
+    pub ca_file: Option<String>,
+    pub challenge: Option<String>,
+    pub eab_kid: Option<String>,
+    pub eab_hmac_key: Option<String>,
+    pub max_concurrent_orders: Option<i64>,
+    pub new_orders_per_3h: Option<i64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawProvider {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub short_name: Option<String>,
+    pub domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub server: Vec<RawServer>,
+    pub mta_sts: Option<RawMtaSts>,
+    pub logo_url: Option<String>,
+    pub support: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawServer {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub security: Option<String>,
+    pub auth: Option<OneOrMany>,
+    pub username: Option<String>,
+    pub url: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `auth = "x"` or `auth = ["x", "y"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMtaSts {
+    pub mode: Option<String>,
+    pub mx: Option<Vec<String>>,
+    pub max_age: Option<i64>,
+    pub tlsrpt_rua: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}

@@ -1,0 +1,324 @@
+//! The validated provider model: plain data that every renderer reads.
+//!
+//! Built only by `config` (which enforces every invariant documented here); the
+//! renderers trust it. No I/O, no clock, no randomness.
+
+use std::borrow::Cow;
+
+use crate::address::EmailAddress;
+
+/// One mail provider: a set of mail domains sharing the same servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// Hostname-like id (Thunderbird's `emailProvider id`), lower-case A-labels.
+    pub id: String,
+    /// `displayName`: the provider's name as people know it.
+    pub name: String,
+    /// `displayShortName`.
+    pub short_name: String,
+    /// Mail domains, lower-case A-labels, unique across all providers, at least one.
+    pub domains: Vec<String>,
+    /// Servers in the operator's order of preference. At least one incoming
+    /// (IMAP or POP3) and one SMTP server.
+    pub servers: Vec<Server>,
+    pub mta_sts: Option<MtaSts>,
+    /// Shown on the settings page; never put into client documents.
+    pub logo_url: Option<String>,
+    /// Support contact shown on the settings page (URL or e-mail address).
+    pub support: Option<String>,
+}
+
+impl Provider {
+    /// Incoming mail servers (IMAP, POP3) in preference order.
+    pub fn incoming(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|s| s.kind.is_incoming())
+    }
+
+    /// SMTP servers in preference order.
+    pub fn outgoing(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|s| s.kind == ServerKind::Smtp)
+    }
+
+    /// The first server of `kind`, if any.
+    pub fn first(&self, kind: ServerKind) -> Option<&Server> {
+        self.servers.iter().find(|s| s.kind == kind)
+    }
+}
+
+/// What a server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    Imap,
+    Pop3,
+    Smtp,
+    CalDav,
+    CardDav,
+    ActiveSync,
+}
+
+impl ServerKind {
+    /// The name used in the config file (`type = "imap"`).
+    pub fn config_name(self) -> &'static str {
+        match self {
+            ServerKind::Imap => "imap",
+            ServerKind::Pop3 => "pop3",
+            ServerKind::Smtp => "smtp",
+            ServerKind::CalDav => "caldav",
+            ServerKind::CardDav => "carddav",
+            ServerKind::ActiveSync => "activesync",
+        }
+    }
+
+    pub fn from_config_name(name: &str) -> Option<ServerKind> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "imap" => ServerKind::Imap,
+            "pop3" => ServerKind::Pop3,
+            "smtp" => ServerKind::Smtp,
+            "caldav" => ServerKind::CalDav,
+            "carddav" => ServerKind::CardDav,
+            "activesync" => ServerKind::ActiveSync,
+            _ => return None,
+        })
+    }
+
+    pub fn is_incoming(self) -> bool {
+        matches!(self, ServerKind::Imap | ServerKind::Pop3)
+    }
+
+    /// DAV and ActiveSync servers are addressed by URL, mail servers by host and port.
+    pub fn uses_url(self) -> bool {
+        matches!(
+            self,
+            ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync
+        )
+    }
+
+    /// The conventional port for this protocol with this transport security.
+    pub fn default_port(self, security: Security) -> Option<u16> {
+        Some(match (self, security) {
+            (ServerKind::Imap, Security::Tls) => 993,
+            (ServerKind::Imap, _) => 143,
+            (ServerKind::Pop3, Security::Tls) => 995,
+            (ServerKind::Pop3, _) => 110,
+            (ServerKind::Smtp, Security::Tls) => 465,
+            (ServerKind::Smtp, Security::StartTls) => 587,
+            (ServerKind::Smtp, Security::Plain) => 25,
+            _ => return None,
+        })
+    }
+}
+
+/// Transport security of a mail server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Security {
+    /// Implicit TLS from the first byte (RFC 8314), e.g. 993, 995, 465.
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which the client must insist on.
+    StartTls,
+    /// No encryption at all. Deprecated; some clients reject documents that offer it.
+    Plain,
+}
+
+impl Security {
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::StartTls => "starttls",
+            Security::Plain => "plain",
+        }
+    }
+
+    pub fn from_config_name(name: &str) -> Option<Security> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "tls" | "ssl" => Security::Tls,
+            "starttls" => Security::StartTls,
+            "plain" | "none" => Security::Plain,
+            _ => return None,
+        })
+    }
+}
+
+/// Authentication methods, named as Thunderbird's config-v1.1 names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Auth {
+    PasswordCleartext,
+    PasswordEncrypted,
+    OAuth2,
+    Ntlm,
+    Gssapi,
+    ClientIpAddress,
+    SmtpAfterPop,
+    TlsClientCert,
+    None,
+}
+
+impl Auth {
+    pub const ALL: [Auth; 9] = [
+        Auth::PasswordCleartext,
+        Auth::PasswordEncrypted,
+        Auth::OAuth2,
+        Auth::Ntlm,
+        Auth::Gssapi,
+        Auth::ClientIpAddress,
+        Auth::SmtpAfterPop,
+        Auth::TlsClientCert,
+        Auth::None,
+    ];
+
+    /// The `<authentication>` value of config-v1.1 (also the config file's spelling).
+    pub fn thunderbird_name(self) -> &'static str {
+        match self {
+            Auth::PasswordCleartext => "password-cleartext",
+            Auth::PasswordEncrypted => "password-encrypted",
+            Auth::OAuth2 => "OAuth2",
+            Auth::Ntlm => "NTLM",
+            Auth::Gssapi => "GSSAPI",
+            Auth::ClientIpAddress => "client-IP-address",
+            Auth::SmtpAfterPop => "smtp-after-pop",
+            Auth::TlsClientCert => "TLS-client-cert",
+            Auth::None => "none",
+        }
+    }
+
+    /// Parses a config-v1.1 name, ignoring case, including the deprecated
+    /// aliases `plain` and `secure` found in older ISPDB files.
+    pub fn from_name(name: &str) -> Option<Auth> {
+        let lower = name.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "plain" => return Some(Auth::PasswordCleartext),
+            "secure" => return Some(Auth::PasswordEncrypted),
+            _ => {}
+        }
+        Auth::ALL
+            .into_iter()
+            .find(|a| a.thunderbird_name().eq_ignore_ascii_case(&lower))
+    }
+
+    /// Methods where the user types a password into the client.
+    pub fn uses_password(self) -> bool {
+        matches!(
+            self,
+            Auth::PasswordCleartext | Auth::PasswordEncrypted | Auth::Ntlm
+        )
+    }
+}
+
+/// Where a server is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Mail protocols. `host` may hold placeholders (validated to expand to a host name).
+    Host {
+        host: String,
+        port: u16,
+        security: Security,
+    },
+    /// DAV and ActiveSync: an absolute `https://` (or `http://`) URL.
+    Url(String),
+}
+
+/// One service offered to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub kind: ServerKind,
+    pub endpoint: Endpoint,
+    /// Preference order, at least one.
+    pub auth: Vec<Auth>,
+    /// Login name template: placeholders or literal text.
+    pub username: String,
+}
+
+impl Server {
+    /// Host, port and security of a mail server; `None` for URL-based servers.
+    pub fn host_port(&self) -> Option<(&str, u16, Security)> {
+        match &self.endpoint {
+            Endpoint::Host {
+                host,
+                port,
+                security,
+            } => Some((host, *port, *security)),
+            Endpoint::Url(_) => None,
+        }
+    }
+
+    pub fn url(&self) -> Option<&str> {
+        match &self.endpoint {
+            Endpoint::Url(u) => Some(u),
+            Endpoint::Host { .. } => None,
+        }
+    }
+}
+
+/// MTA-STS policy (RFC 8461 §3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MtaSts {
+    pub mode: MtaStsMode,
+    /// MX host names or `*.`-patterns, A-labels.
+    pub mx: Vec<String>,
+    /// Seconds, 0..=31557600.
+    pub max_age: u32,
+    /// Optional TLS-RPT (RFC 8460) report addresses (`mailto:` or `https:` URIs).
+    pub tlsrpt_rua: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtaStsMode {
+    Enforce,
+    Testing,
+    None,
+}
+
+impl MtaStsMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            MtaStsMode::Enforce => "enforce",
+            MtaStsMode::Testing => "testing",
+            MtaStsMode::None => "none",
+        }
+    }
+}
+
+/// The placeholders a template may hold, as config-v1.1 defines them.
+pub const PLACEHOLDERS: [&str; 3] = ["%EMAILADDRESS%", "%EMAILLOCALPART%", "%EMAILDOMAIN%"];
+
+/// Replaces every placeholder in `template` with the parts of `address`.
+/// Without an address the template is returned unchanged, for the client to fill in.
+pub fn expand<'a>(template: &'a str, address: Option<&EmailAddress>) -> Cow<'a, str> {
+    let Some(address) = address else {
+        return Cow::Borrowed(template);
+    };
+    if !template.contains('%') {
+        return Cow::Borrowed(template);
+    }
+    let full = address.to_string();
+    Cow::Owned(
+        template
+            .replace("%EMAILADDRESS%", &full)
+            .replace("%EMAILLOCALPART%", address.local_part())
+            .replace("%EMAILDOMAIN%", address.domain()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_replaces_every_occurrence() {
+        let a = EmailAddress::parse("Bob+tag@Example.COM").unwrap();
+        assert_eq!(
+            expand("%EMAILLOCALPART%.%EMAILLOCALPART%@%EMAILDOMAIN%", Some(&a)),
+            "Bob+tag.Bob+tag@example.com"
+        );
+        assert_eq!(expand("%EMAILADDRESS%", None), "%EMAILADDRESS%");
+    }
+
+    #[test]
+    fn auth_names_round_trip_and_aliases() {
+        for a in Auth::ALL {
+            assert_eq!(Auth::from_name(a.thunderbird_name()), Some(a));
+        }
+        assert_eq!(Auth::from_name("oauth2"), Some(Auth::OAuth2));
+        assert_eq!(Auth::from_name("plain"), Some(Auth::PasswordCleartext));
+        assert_eq!(Auth::from_name("kerberos"), None);
+    }
+}
