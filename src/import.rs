@@ -1,1 +1,3 @@
-//! TODO(helper): import
+//! TEMPORARY stand-in until the helper branch merges.
+pub const MAX_INPUT_BYTES: usize = 1 << 20;
+pub fn import(_x: &[u8]) -> Result<String, String> { Err("x".into()) }

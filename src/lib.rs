@@ -6,12 +6,21 @@
 //! - `config`: TOML -> validated `Config`, every problem with its key path
 //! - `render`: the pure render core, one module per client format
 //! - `import`: Thunderbird config-v1.1 (ISPDB) -> `[[provider]]` TOML
-//! - `cli`: the command line
+//! - `http`: one request -> one reply: limits, routing, the request log
+//! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
+//! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
+//! - `app`: wiring only
+//! - `cli`, `commands`: the command line and its one-shot commands
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod http;
 pub mod import;
 pub mod model;
 pub mod render;
+pub mod server;
+pub mod signals;

@@ -253,6 +253,12 @@ impl Config {
         self.by_domain.get(domain).map(|&i| &self.providers[i])
     }
 
+    /// The stored spelling of mail domain `domain` and its provider.
+    pub fn lookup_domain(&self, domain: &str) -> Option<(&str, &Provider)> {
+        let (d, &i) = self.by_domain.get_key_value(domain)?;
+        Some((d.as_str(), &self.providers[i]))
+    }
+
     /// Every configured mail domain with its provider, in config order.
     pub fn domains(&self) -> impl Iterator<Item = (&str, &Provider)> {
         self.providers

@@ -1,0 +1,178 @@
+//! Wiring only: config, listeners, signals, reload, the edge, shutdown.
+//!
+//! The caller binds (so tests pass listeners on port 0 and their own shutdown
+//! token and reload channel, as mini-redis does); `serve_from_file` is what the
+//! `serve` command runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, TlsMode};
+use crate::http::{NoHooks, Shared};
+use crate::server::{self, Listener};
+use crate::signals;
+
+/// Listening sockets, bound before anything else starts.
+pub struct Bound {
+    pub http: Vec<TcpListener>,
+    pub https: Vec<TcpListener>,
+}
+
+impl Bound {
+    /// Binds every address in the config (HTTPS only when TLS is on).
+    ///
+    /// # Errors
+    /// The first address that cannot be bound, named.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Bound> {
+        let mut http = Vec::new();
+        for addr in &config.server.http_listen {
+            http.push(bind(*addr).await?);
+        }
+        let mut https = Vec::new();
+        if config.tls.mode != TlsMode::Off {
+            for addr in &config.server.https_listen {
+                https.push(bind(*addr).await?);
+            }
+        }
+        Ok(Bound { http, https })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .with_context(|| format!("creating a socket for {addr}"))?;
+    socket.set_reuseaddr(true).context("setting SO_REUSEADDR")?;
+    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+    socket.listen(1024).with_context(|| format!("listening on {addr}"))
+}
+
+/// What `run` needs.
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub bound: Bound,
+    pub shutdown: CancellationToken,
+    /// Each message reloads the config file (SIGHUP in production).
+    pub reload: mpsc::Receiver<()>,
+}
+
+/// The `serve` command: load, bind, handle signals, run until SIGTERM/SIGINT.
+///
+/// # Errors
+/// A `ConfigError` (exit 78) or a startup failure such as a port in use.
+pub async fn serve_from_file(path: &Path) -> anyhow::Result<()> {
+    let config = config::load(path)?;
+    for w in &config.warnings {
+        tracing::warn!(key = %w.key, reason = %w.reason, "config warning");
+    }
+    let bound = Bound::from_config(&config).await?;
+    let shutdown = CancellationToken::new();
+    let (reload_tx, reload) = mpsc::channel(1);
+    signals::spawn(shutdown.clone(), reload_tx).context("installing signal handlers")?;
+    run(RunOptions {
+        config_path: path.to_owned(),
+        config,
+        bound,
+        shutdown,
+        reload,
+    })
+    .await
+}
+
+/// Serves until `shutdown` fires, then drains and returns.
+///
+/// # Errors
+/// Startup failures (TLS setup, state directory).
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let RunOptions {
+        config_path,
+        config,
+        bound,
+        shutdown,
+        mut reload,
+    } = opts;
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+
+    let mut listeners = Vec::new();
+    for tcp in bound.http {
+        tracing::info!(listen = %display_addr(&tcp), scheme = "http", "listening");
+        listeners.push(Listener { tcp, tls: None });
+    }
+    if !bound.https.is_empty() {
+        anyhow::bail!("https listeners need TLS, which this build does not provide yet");
+    }
+
+    let shared = Arc::new(Shared {
+        config: config_rx,
+        hooks: Arc::new(NoHooks),
+    });
+
+    let reloader = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    msg = reload.recv() => match msg {
+                        Some(()) => reload_config(&config_path, &config_tx).await,
+                        None => { shutdown.cancelled().await; break; }
+                    },
+                }
+            }
+        })
+    };
+
+    server::serve(listeners, shared, shutdown.clone()).await;
+    reloader.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn display_addr(tcp: &TcpListener) -> String {
+    tcp.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string())
+}
+
+/// Loads and validates the whole file; on any problem the old config stays.
+async fn reload_config(path: &Path, tx: &watch::Sender<Arc<Config>>) {
+    let path_owned = path.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path_owned)).await;
+    let new = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::error!(problems = %e.lines().join("; "), "reload failed; keeping the old config");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; keeping the old config");
+            return;
+        }
+    };
+    let old = tx.borrow().clone();
+    for (key, changed) in [
+        ("server.http_listen", old.server.http_listen != new.server.http_listen),
+        ("server.https_listen", old.server.https_listen != new.server.https_listen),
+        ("server.state_dir", old.server.state_dir != new.server.state_dir),
+        ("tls.mode", old.tls.mode != new.tls.mode),
+        ("acme", old.acme != new.acme),
+    ] {
+        if changed {
+            tracing::warn!(key, "changed key takes effect only after a restart");
+        }
+    }
+    for w in &new.warnings {
+        tracing::warn!(key = %w.key, reason = %w.reason, "config warning");
+    }
+    let domains = new.domains().count();
+    tx.send_replace(Arc::new(new));
+    tracing::info!(domains, "config reloaded");
+}

@@ -1,0 +1,226 @@
+//! HTTP: one request in, one reply out, with the body cap, the whole-request
+//! timeout and the request log. Routing lives in `routes`, reply building in
+//! `reply`; sockets, TLS and connection limits live in `server`.
+//!
+//! Never logs the Authorization header (Thunderbird sends the user's real
+//! password to autodiscover as Basic auth) and logs full addresses only at debug.
+
+pub mod reply;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::sync::watch;
+
+use crate::config::{Config, IpNet, TlsMode};
+use reply::Reply;
+
+/// Largest request body we read (a POX request is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+/// Reading the body and answering must finish within this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// After this many requests on one connection we ask the client to close it.
+pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1_000;
+
+/// What the edge offers the route table besides the config: ACME HTTP-01
+/// answers and profile signing. The default answers neither.
+pub trait Hooks: Send + Sync {
+    /// Key authorization for a pending HTTP-01 challenge.
+    fn http01(&self, _host: &str, _token: &str) -> Option<String> {
+        None
+    }
+    /// The profile wrapped in a CMS signature by the domain's certificate.
+    fn sign_profile(&self, _domain: &str, _profile: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// No ACME, no signing: `tls.mode = "off"`, and tests.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub hooks: Arc<dyn Hooks>,
+}
+
+/// Per-connection facts the handler needs.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub secure: bool,
+    pub requests: Arc<AtomicU32>,
+}
+
+/// Answers one request. Infallible: every failure becomes a 4xx reply.
+pub async fn handle<B>(req: Request<B>, conn: ConnInfo, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let config = shared.config.borrow().clone();
+    let (parts, body) = req.into_parts();
+    let host = request_host(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
+
+    let reply = match tokio::time::timeout(REQUEST_TIMEOUT, read_body(body, &parts.headers)).await {
+        Err(_) => Reply::error(StatusCode::REQUEST_TIMEOUT, "request took too long"),
+        Ok(Err(reply)) => reply,
+        Ok(Ok(body)) => {
+            let incoming = routes::Incoming {
+                method: &parts.method,
+                host: host.as_deref(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                body: &body,
+                secure: conn.secure,
+            };
+            let now = time_of_day();
+            let hooks = &shared.hooks;
+            let env = routes::Env {
+                redirect_plain_http: config.tls.mode != TlsMode::Off,
+                http01: &|h, t| hooks.http01(h, t),
+                sign_profile: &|d, p| hooks.sign_profile(d, p),
+                time_of_day: &now,
+            };
+            routes::route(&incoming, &config, &env)
+        }
+    };
+
+    let client = client_ip(conn.peer.ip(), &parts.headers, &config.server.trusted_proxies);
+    let host_for_log: String = host.as_deref().unwrap_or("-").chars().take(100).collect();
+    tracing::info!(
+        client = %client,
+        method = %parts.method,
+        host = ?host_for_log,
+        path = ?truncate(parts.uri.path(), 200),
+        status = reply.status.as_u16(),
+        domain = %reply.domain.as_deref().unwrap_or("-"),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    if let Some(address) = &reply.address {
+        tracing::debug!(client = %client, address = %address, "request address");
+    }
+
+    let served = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut response = reply.into_response();
+    if served >= MAX_REQUESTS_PER_CONNECTION && parts.version < http::Version::HTTP_2 {
+        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Host header, or :authority for HTTP/2; only if it is visible ASCII.
+fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Option<String> {
+    match headers.get(header::HOST) {
+        Some(v) => v.to_str().ok().map(str::to_owned),
+        None => authority.map(str::to_owned),
+    }
+}
+
+/// Reads at most MAX_BODY_BYTES; larger bodies get 413 before anything is parsed.
+async fn read_body<B>(body: B, headers: &HeaderMap) -> Result<Bytes, Reply>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || Reply::error(StatusCode::PAYLOAD_TOO_LARGE, "request body larger than 8 KiB");
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(Reply::error(StatusCode::BAD_REQUEST, "could not read request body")),
+    }
+}
+
+/// The client for the log: the peer, or behind a trusted proxy the rightmost
+/// X-Forwarded-For entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else { return peer };
+        for hop in value.split(',').rev() {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if is_trusted(ip) => client = ip,
+                Ok(ip) => return ip,
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
+/// `HH:MM:SS.fffffff` UTC, the shape Exchange puts into POX error documents.
+fn time_of_day() -> String {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:07}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since_epoch.subsec_nanos() / 100
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|s| {
+                let (a, l) = s.split_once('/').unwrap();
+                IpNet { addr: a.parse().unwrap(), prefix_len: l.parse().unwrap() }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(proxy, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &trusted), proxy);
+    }
+
+    #[test]
+    fn time_of_day_has_exchange_shape() {
+        let t = time_of_day();
+        assert_eq!(t.len(), 16, "{t}");
+        assert_eq!(&t[2..3], ":");
+    }
+}

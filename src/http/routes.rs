@@ -1,0 +1,358 @@
+//! The route table: (method, Host, path, query, body) -> a reply.
+//!
+//! Synchronous and free of sockets, so the whole table is testable without a
+//! server. Which provider answers is decided by the address's domain when the
+//! request carries one, else by the Host name; an address in a domain we do not
+//! serve gets 404, never another provider's data.
+
+use std::borrow::Cow;
+
+use http::{Method, StatusCode, header};
+
+use super::reply::Reply;
+use crate::address::EmailAddress;
+use crate::config::Config;
+use crate::model::Provider;
+use crate::render::{Document, autodiscover, mobileconfig, mta_sts, thunderbird};
+
+/// The request, reduced to what routing needs.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    pub method: &'a Method,
+    /// The Host header (HTTP/1) or :authority (HTTP/2), as sent.
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    /// Arrived over TLS.
+    pub secure: bool,
+}
+
+/// What the route table needs besides the config: facts about this server.
+pub struct Env<'a> {
+    /// Plain HTTP only serves what must work over HTTP and redirects the rest
+    /// (true whenever TLS is on; false for `tls.mode = "off"`).
+    pub redirect_plain_http: bool,
+    /// ACME HTTP-01 key authorization for (host, token), if one is pending.
+    pub http01: &'a dyn Fn(&str, &str) -> Option<String>,
+    /// Wraps a rendered profile in a CMS signature for the mail domain, if a
+    /// certificate exists; `None` serves it unsigned.
+    pub sign_profile: &'a dyn Fn(&str, &[u8]) -> Option<Vec<u8>>,
+    /// Current UTC time of day (`HH:MM:SS.fffffff`), for POX error documents.
+    pub time_of_day: &'a str,
+}
+
+/// Which of our names a Host header is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Autoconfig,
+    Autodiscover,
+    MtaSts,
+    /// The mail domain itself (`.well-known` autoconfig, autodiscover).
+    Apex,
+}
+
+/// Parses a Host value: port dropped, case and one trailing dot ignored. IP
+/// literals and anything not a configured name give `None`.
+pub fn classify_host<'c>(host: &str, config: &'c Config) -> Option<(HostKind, &'c str, &'c Provider)> {
+    let name = strip_port(host)?;
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return None;
+    }
+    let name = name.to_ascii_lowercase();
+    if let Some((d, p)) = config.lookup_domain(&name) {
+        return Some((HostKind::Apex, d, p));
+    }
+    for (prefix, kind) in [
+        ("autoconfig.", HostKind::Autoconfig),
+        ("autodiscover.", HostKind::Autodiscover),
+        ("mta-sts.", HostKind::MtaSts),
+    ] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            if let Some((d, p)) = config.lookup_domain(rest) {
+                if kind == HostKind::MtaSts && p.mta_sts.is_none() {
+                    return None;
+                }
+                return Some((kind, d, p));
+            }
+        }
+    }
+    None
+}
+
+/// `name[:port]` or `[v6]:port` -> name; bracketed IPv6 literals are never ours.
+fn strip_port(host: &str) -> Option<&str> {
+    if host.starts_with('[') {
+        return None;
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => Some(name),
+        Some(_) => None,
+        None => Some(host),
+    }
+}
+
+/// The paths we serve, matched without regard to case where clients differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'p> {
+    Thunderbird,
+    Pox,
+    Json { address_in_path: Option<&'p str> },
+    Mobileconfig,
+    MtaSts,
+    AcmeChallenge(&'p str),
+    Page,
+}
+
+fn match_path(path: &str) -> Option<Route<'_>> {
+    const JSON_PATH: &str = "/autodiscover/autodiscover.json";
+    const JSON_V1_PREFIX: &str = "/autodiscover/autodiscover.json/v1.0/";
+    let lower = path.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "/mail/config-v1.1.xml" | "/.well-known/autoconfig/mail/config-v1.1.xml" => Route::Thunderbird,
+        "/autodiscover/autodiscover.xml" => Route::Pox,
+        JSON_PATH => Route::Json { address_in_path: None },
+        "/mobileconfig" => Route::Mobileconfig,
+        "/.well-known/mta-sts.txt" => Route::MtaSts,
+        "/" => Route::Page,
+        _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => Route::Json {
+            address_in_path: Some(&path[JSON_V1_PREFIX.len()..]),
+        },
+        _ => {
+            let token = path.strip_prefix("/.well-known/acme-challenge/")?;
+            Route::AcmeChallenge(token)
+        }
+    })
+}
+
+/// Answers one request.
+pub fn route(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
+    let Some(host) = req.host else {
+        return Reply::error(StatusCode::BAD_REQUEST, "missing Host header");
+    };
+    let Some((host_kind, host_domain, host_provider)) = classify_host(host, config) else {
+        return Reply::error(StatusCode::NOT_FOUND, "unknown host");
+    };
+    let Some(route) = match_path(req.path) else {
+        return Reply::error(StatusCode::NOT_FOUND, "not found");
+    };
+    if !served_on(route, host_kind) {
+        return Reply::error(StatusCode::NOT_FOUND, "not found");
+    }
+    let mut reply = if !req.secure && env.redirect_plain_http {
+        plain_http(route, req, config, env, host_domain, host_provider)
+    } else {
+        dispatch(route, req, config, env, host_domain, host_provider)
+    };
+    reply.domain.get_or_insert_with(|| host_domain.to_owned());
+    reply
+}
+
+/// Which names answer which paths (interface.md, "Host names served").
+fn served_on(route: Route<'_>, kind: HostKind) -> bool {
+    use HostKind::*;
+    match route {
+        Route::Thunderbird => matches!(kind, Autoconfig | Apex),
+        Route::Pox | Route::Json { .. } => matches!(kind, Autodiscover | Apex | Autoconfig),
+        Route::Mobileconfig | Route::Page => matches!(kind, Autoconfig | Autodiscover),
+        Route::MtaSts => kind == MtaSts,
+        Route::AcmeChallenge(_) => kind != Apex,
+    }
+}
+
+/// Plain HTTP while TLS is on: ACME HTTP-01, the Thunderbird document (KMail
+/// and others only try http), Outlook's redirect method, else a redirect.
+fn plain_http(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>, domain: &str, provider: &Provider) -> Reply {
+    let host = req.host.unwrap_or_default();
+    match route {
+        Route::AcmeChallenge(token) => {
+            if !matches!(*req.method, Method::GET | Method::HEAD) {
+                return Reply::method_not_allowed("GET, HEAD");
+            }
+            match (env.http01)(&host.to_ascii_lowercase(), token) {
+                Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
+                None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
+            }
+        }
+        Route::Thunderbird => dispatch(route, req, config, env, domain, provider),
+        // Outlook's "HTTP redirect method" (GET) and Thunderbird's url3 (POST)
+        // both expect a 302 to the https endpoint.
+        Route::Pox => Reply::redirect(StatusCode::FOUND, &https_url(host, "/autodiscover/autodiscover.xml", None)),
+        _ => {
+            let status = if matches!(*req.method, Method::GET | Method::HEAD) {
+                StatusCode::MOVED_PERMANENTLY
+            } else {
+                StatusCode::PERMANENT_REDIRECT
+            };
+            Reply::redirect(status, &https_url(host, req.path, req.query))
+        }
+    }
+}
+
+fn https_url(host: &str, path: &str, query: Option<&str>) -> String {
+    let name = strip_port(host).unwrap_or(host);
+    match query {
+        Some(q) => format!("https://{name}{path}?{q}"),
+        None => format!("https://{name}{path}"),
+    }
+}
+
+fn dispatch(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>, host_domain: &str, host_provider: &Provider) -> Reply {
+    let get_only = |handler: &dyn Fn() -> Reply| {
+        if matches!(*req.method, Method::GET | Method::HEAD) {
+            handler()
+        } else {
+            Reply::method_not_allowed("GET, HEAD")
+        }
+    };
+    match route {
+        Route::Thunderbird => get_only(&|| {
+            let address = match query_address(req.query, &["emailaddress", "email"]) {
+                Ok(a) => a,
+                Err(reply) => return reply,
+            };
+            with_provider(config, address.as_ref(), host_provider, |provider| {
+                let doc = thunderbird::render(provider, address.as_ref());
+                cacheable(Reply::ok(doc), address.is_some())
+            })
+        }),
+        Route::Pox => match *req.method {
+            Method::POST => pox(req.body, config),
+            // A browser looking at the URL: a readable error document, not a bare 404.
+            Method::GET | Method::HEAD => Reply::ok(autodiscover::render_error(autodiscover::ErrorCode::InvalidRequest, env.time_of_day)).no_store(),
+            _ => Reply::method_not_allowed("GET, HEAD, POST"),
+        },
+        Route::Json { address_in_path } => get_only(&|| json(req.query, address_in_path, config, host_domain)),
+        Route::Mobileconfig => get_only(&|| {
+            let address = match query_address(req.query, &["emailaddress", "email"]) {
+                Ok(Some(a)) => a,
+                Ok(None) => return Reply::error(StatusCode::BAD_REQUEST, "emailaddress is required"),
+                Err(reply) => return reply,
+            };
+            with_provider(config, Some(&address), host_provider, |provider| {
+                let mut doc = mobileconfig::render(provider, &address);
+                if let Some(signed) = (env.sign_profile)(address.domain(), &doc.body) {
+                    doc.body = signed;
+                }
+                Reply::ok(doc).no_store()
+            })
+        }),
+        Route::MtaSts => get_only(&|| match &host_provider.mta_sts {
+            Some(policy) => Reply::ok(mta_sts::render(policy)).header(header::CACHE_CONTROL, "no-cache"),
+            None => Reply::error(StatusCode::NOT_FOUND, "not found"),
+        }),
+        Route::AcmeChallenge(token) => get_only(&|| match (env.http01)(&req.host.unwrap_or_default().to_ascii_lowercase(), token) {
+            Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
+            None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
+        }),
+        Route::Page => Reply::error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Documents that do not depend on the address may be cached briefly; personal
+/// ones must not sit in shared caches.
+fn cacheable(reply: Reply, personal: bool) -> Reply {
+    if personal {
+        reply.no_store()
+    } else {
+        reply.header(header::CACHE_CONTROL, "public, max-age=300")
+    }
+}
+
+/// Runs `answer` with the provider for `address`'s domain (404 when we do not
+/// serve it), or the Host's provider when the request carries no address.
+fn with_provider(config: &Config, address: Option<&EmailAddress>, host_provider: &Provider, answer: impl FnOnce(&Provider) -> Reply) -> Reply {
+    let provider = match address {
+        Some(a) => match config.provider_for_domain(a.domain()) {
+            Some(p) => p,
+            None => return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain"),
+        },
+        None => host_provider,
+    };
+    let mut reply = answer(provider);
+    if let Some(a) = address {
+        reply.domain = Some(a.domain().to_owned());
+        reply.address = Some(a.to_string());
+    }
+    reply
+}
+
+/// The first of `keys` in the query (names compared without case), parsed.
+fn query_address(query: Option<&str>, keys: &[&str]) -> Result<Option<EmailAddress>, Reply> {
+    match query_param(query, keys) {
+        None => Ok(None),
+        Some(raw) => EmailAddress::parse(&raw)
+            .map(Some)
+            .map_err(|e| Reply::error(StatusCode::BAD_REQUEST, &format!("invalid e-mail address: {e}"))),
+    }
+}
+
+fn query_param<'q>(query: Option<&'q str>, keys: &[&str]) -> Option<Cow<'q, str>> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| keys.iter().any(|key| k.eq_ignore_ascii_case(key)))
+        .map(|(_, v)| v)
+}
+
+fn pox(body: &[u8], config: &Config) -> Reply {
+    let request = match autodiscover::parse_request(body) {
+        Ok(r) => r,
+        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("malformed autodiscover request: {e}")),
+    };
+    let address = match EmailAddress::parse(&request.email) {
+        Ok(a) => a,
+        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("invalid e-mail address: {e}")),
+    };
+    let Some(provider) = config.provider_for_domain(address.domain()) else {
+        return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
+    };
+    Reply::ok(autodiscover::render(provider, &address, &request.schema))
+        .no_store()
+        .for_address(&address)
+}
+
+fn json(query: Option<&str>, address_in_path: Option<&str>, config: &Config, host_domain: &str) -> Reply {
+    let _ = host_domain;
+    let raw = match address_in_path {
+        Some(p) => Some(percent_encoding::percent_decode_str(p).decode_utf8_lossy()),
+        None => query_param(query, &["email"]),
+    };
+    let Some(raw) = raw else {
+        return Reply::error(StatusCode::BAD_REQUEST, "Email is required");
+    };
+    let address = match EmailAddress::parse(&raw) {
+        Ok(a) => a,
+        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("invalid e-mail address: {e}")),
+    };
+    let Some(provider) = config.provider_for_domain(address.domain()) else {
+        return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
+    };
+    let protocol = query_param(query, &["protocol"]).unwrap_or_default();
+    let answer = autodiscover::render_json(provider, &address, &protocol);
+    Reply::with_status(answer.status, answer.document).no_store().for_address(&address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_port_handles_names_and_refuses_ip6_literals() {
+        assert_eq!(strip_port("a.example:8080"), Some("a.example"));
+        assert_eq!(strip_port("a.example"), Some("a.example"));
+        assert_eq!(strip_port("[::1]:80"), None);
+        assert_eq!(strip_port("a.example:x"), None);
+    }
+
+    #[test]
+    fn paths_match_without_case_where_clients_differ() {
+        assert_eq!(match_path("/Autodiscover/Autodiscover.xml"), Some(Route::Pox));
+        assert_eq!(match_path("/AUTODISCOVER/AUTODISCOVER.XML"), Some(Route::Pox));
+        assert_eq!(
+            match_path("/autodiscover/autodiscover.json/v1.0/a@b.example"),
+            Some(Route::Json { address_in_path: Some("a@b.example") })
+        );
+        assert_eq!(match_path("/mail/config-v1.1.xml/"), None);
+        assert_eq!(match_path("/etc/passwd"), None);
+    }
+}

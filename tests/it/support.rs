@@ -1,0 +1,175 @@
+//! Test support: an in-process daemon on 127.0.0.1 port 0 and a raw HTTP/1.1
+//! client that can send what well-behaved clients never would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mailconfd::app::{self, Bound, RunOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub const CONFIG: &str = r#"
+[server]
+state_dir = "/nonexistent-not-used-in-off-mode"
+trusted_proxies = ["127.0.0.0/8"]
+
+[tls]
+mode = "off"
+
+[[provider]]
+id = "example.com"
+name = "Example <Mail> & \"Friends\""
+short_name = "Example"
+domains = ["example.com", "example.net", "bücher.example"]
+  [[provider.server]]
+  type = "imap"
+  host = "imap.example.com"
+  port = 993
+  security = "tls"
+  [[provider.server]]
+  type = "pop3"
+  host = "pop.example.com"
+  port = 995
+  security = "tls"
+  [[provider.server]]
+  type = "smtp"
+  host = "smtp.example.com"
+  port = 587
+  security = "starttls"
+  username = "%EMAILLOCALPART%"
+  [[provider.server]]
+  type = "caldav"
+  url = "https://dav.example.com/cal/"
+  [provider.mta_sts]
+  mode = "enforce"
+  mx = ["mx1.example.com", "*.mx.example.com"]
+  max_age = 86400
+
+[[provider]]
+id = "other.example"
+name = "Other"
+domains = ["other.example"]
+  [[provider.server]]
+  type = "imap"
+  host = "mail.other.example"
+  [[provider.server]]
+  type = "smtp"
+  host = "mail.other.example"
+  [[provider.server]]
+  type = "activesync"
+  url = "https://eas.other.example/Microsoft-Server-ActiveSync"
+"#;
+
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub reload: mpsc::Sender<()>,
+    pub config_path: PathBuf,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub async fn start(config_text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("mailconfd.toml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let config = mailconfd::config::load(&config_path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let (reload, reload_rx) = mpsc::channel(1);
+        let task = tokio::spawn(app::run(RunOptions {
+            config_path: config_path.clone(),
+            config,
+            bound: Bound { http: vec![listener], https: vec![] },
+            shutdown: shutdown.clone(),
+            reload: reload_rx,
+        }));
+        Daemon { addr, shutdown, reload, config_path, task, _dir: dir }
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await
+    }
+
+    pub async fn send(&self, raw: &[u8]) -> Response {
+        send_raw(self.addr, raw).await
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("response within 10 s").unwrap();
+    Response::parse(&buf)
+}
+
+/// A connection from another loopback address, for per-IP limits.
+pub async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().unwrap())?;
+    socket.connect(addr).await
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn parse(buf: &[u8]) -> Response {
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+        let head = std::str::from_utf8(&buf[..split]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect::<Vec<_>>();
+        let mut body = buf[split + 4..].to_vec();
+        if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
+            body = dechunk(&body);
+        }
+        Response { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+pub fn corpus(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/corpus/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
