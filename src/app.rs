@@ -13,8 +13,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::certs::acme::AcmeIssuer;
+use crate::certs::local::{self, LocalIssuer};
+use crate::certs::manager::Manager;
+use crate::certs::{Issuer, files};
 use crate::config::{self, Config, TlsMode};
-use crate::http::{NoHooks, Shared};
+use crate::http::{Hooks, NoHooks, Shared};
+use crate::store::{SledStore, Store};
+use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
 use crate::server::{self, Listener};
 use crate::signals;
 
@@ -101,7 +107,46 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         shutdown,
         mut reload,
     } = opts;
+    let tls_mode = config.tls.mode;
+    let state_dir = config.server.state_dir.clone();
+    let acme_config = config.acme.clone();
+    let key_type = config.tls.key_type;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
+
+    let resolver = Arc::new(CertResolver::new());
+    let mut manager_task = None;
+    let mut store_for_shutdown: Option<Arc<dyn Store>> = None;
+    match tls_mode {
+        TlsMode::Off => {}
+        TlsMode::Files => {
+            for problem in files::load_into(&config_rx.borrow(), &resolver) {
+                tracing::error!(problem = %problem, "certificate file not loaded");
+            }
+        }
+        TlsMode::Acme | TlsMode::Local => {
+            let store: Arc<dyn Store> = Arc::new(SledStore::open(&state_dir).context("opening the state database")?);
+            let issuer: Arc<dyn Issuer> = if tls_mode == TlsMode::Local {
+                let local = LocalIssuer::open(&store, &state_dir, key_type)?;
+                tracing::info!(ca_file = %local::ca_file(&state_dir).display(), "local CA: clients must trust this file");
+                Arc::new(local)
+            } else {
+                Arc::new(AcmeIssuer::new(acme_config.clone(), key_type, store.clone(), resolver.clone()))
+            };
+            let manager = Manager {
+                store: store.clone(),
+                resolver: resolver.clone(),
+                issuer,
+                config: config_rx.clone(),
+            };
+            manager.deploy_stored();
+            manager_task = Some(tokio::spawn(manager.run(
+                acme_config.max_concurrent_orders,
+                acme_config.new_orders_per_3h,
+                shutdown.clone(),
+            )));
+            store_for_shutdown = Some(store);
+        }
+    }
 
     let mut listeners = Vec::new();
     for tcp in bound.http {
@@ -109,22 +154,35 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         listeners.push(Listener { tcp, tls: None });
     }
     if !bound.https.is_empty() {
-        anyhow::bail!("https listeners need TLS, which this build does not provide yet");
+        let acceptor: Arc<dyn server::Acceptor> = Arc::new(TlsAcceptor::new(resolver.clone()));
+        for tcp in bound.https {
+            tracing::info!(listen = %display_addr(&tcp), scheme = "https", "listening");
+            listeners.push(Listener { tcp, tls: Some(acceptor.clone()) });
+        }
     }
-
-    let shared = Arc::new(Shared {
-        config: config_rx,
-        hooks: Arc::new(NoHooks),
-    });
+    let hooks: Arc<dyn Hooks> = if tls_mode == TlsMode::Off {
+        Arc::new(NoHooks)
+    } else {
+        Arc::new(EdgeHooks { resolver: resolver.clone() })
+    };
+    let shared = Arc::new(Shared { config: config_rx, hooks });
 
     let reloader = {
         let shutdown = shutdown.clone();
+        let resolver_for_reload = resolver.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     msg = reload.recv() => match msg {
-                        Some(()) => reload_config(&config_path, &config_tx).await,
+                        Some(()) => {
+                            reload_config(&config_path, &config_tx).await;
+                            if tls_mode == TlsMode::Files {
+                                for problem in files::load_into(&config_tx.borrow(), &resolver_for_reload) {
+                                    tracing::error!(problem = %problem, "certificate file not reloaded; the old certificate keeps serving");
+                                }
+                            }
+                        }
                         None => { shutdown.cancelled().await; break; }
                     },
                 }
@@ -134,6 +192,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     server::serve(listeners, shared, shutdown.clone()).await;
     reloader.abort();
+    if let Some(task) = manager_task {
+        let _ = task.await;
+    }
+    if let Some(store) = store_for_shutdown {
+        store.flush().context("flushing the state database")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -9,12 +9,16 @@
 //! - `http`: one request -> one reply: limits, routing, the request log
 //! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
+//! - `tls`: SNI resolver, handshakes, ACME challenge answers, profile signing
+//! - `certs`: where certificates come from (ACME, local CA, files) and when
+//! - `store`: durable state (sled) behind a small trait
 //! - `app`: wiring only
 //! - `cli`, `commands`: the command line and its one-shot commands
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod app;
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -24,3 +28,5 @@ pub mod model;
 pub mod render;
 pub mod server;
 pub mod signals;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,237 @@
+//! One ACME order, start to finish, through instant-acme: the account (created
+//! once, stored, shared by every domain), the challenge (TLS-ALPN-01 on :443 or
+//! HTTP-01 on :80, provisioned into the resolver and removed afterwards), a
+//! fresh key and CSR, the certificate chain. Scheduling is the manager's job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
+    NewOrder, Order, OrderStatus, RetryPolicy,
+};
+use rcgen::{CertificateParams, CustomExtension, KeyPair};
+
+use super::{IssueError, Issued, Issuer};
+use crate::config::{AcmeConfig, Challenge, KeyType};
+use crate::store::Store;
+use crate::tls::{CertResolver, certkey};
+
+/// How long we wait for the CA to validate and to issue.
+const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
+/// When the CA says rateLimited without saying until when.
+const RATE_LIMITED_WAIT_SECS: u64 = 3600;
+
+pub struct AcmeIssuer {
+    config: AcmeConfig,
+    key_type: KeyType,
+    store: Arc<dyn Store>,
+    resolver: Arc<CertResolver>,
+    account: tokio::sync::Mutex<Option<Account>>,
+}
+
+impl AcmeIssuer {
+    pub fn new(config: AcmeConfig, key_type: KeyType, store: Arc<dyn Store>, resolver: Arc<CertResolver>) -> AcmeIssuer {
+        AcmeIssuer {
+            config,
+            key_type,
+            store,
+            resolver,
+            account: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
+        match &self.config.ca_file {
+            Some(path) => Account::builder_with_root(path),
+            None => Account::builder(),
+        }
+        .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))
+    }
+
+    /// The stored account, or a new one (created once, then stored and flushed).
+    async fn account(&self) -> Result<Account, IssueError> {
+        let mut slot = self.account.lock().await;
+        if let Some(a) = &*slot {
+            return Ok(a.clone());
+        }
+        let dir = &self.config.directory_url;
+        let stored = self.store.account(dir).map_err(|e| IssueError::new(format!("{e:#}")))?;
+        let account = match stored.filter(|b| !b.is_empty()) {
+            Some(bytes) => {
+                let credentials: AccountCredentials =
+                    serde_json::from_slice(&bytes).map_err(|e| IssueError::new(format!("stored ACME account is corrupt: {e}")))?;
+                self.builder()?.from_credentials(credentials).await.map_err(acme_error)?
+            }
+            None => {
+                let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
+                let eab = self.config.eab.as_ref().map(|e| ExternalAccountKey::new(e.kid.clone(), &e.hmac_key));
+                let new = NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let (account, credentials) = self.builder()?.create(&new, dir.clone(), eab.as_ref()).await.map_err(acme_error)?;
+                let bytes = serde_json::to_vec(&credentials).map_err(|e| IssueError::new(e.to_string()))?;
+                self.store.put_account(dir, &bytes).map_err(|e| IssueError::new(format!("{e:#}")))?;
+                tracing::info!(directory = %dir, "ACME account created");
+                account
+            }
+        };
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Forgets the account (the CA no longer knows it, e.g. a test CA restarted).
+    async fn forget_account(&self) {
+        *self.account.lock().await = None;
+        let _ = self.store.put_account(&self.config.directory_url, b"");
+    }
+
+    async fn order(&self, names: &[String]) -> Result<Issued, IssueError> {
+        let account = self.account().await?;
+        let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+            Ok(o) => o,
+            Err(instant_acme::Error::Api(p)) if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")) => {
+                tracing::warn!("the CA does not know the stored ACME account; creating a new one");
+                self.forget_account().await;
+                self.account().await?.new_order(&NewOrder::new(&identifiers)).await.map_err(acme_error)?
+            }
+            Err(e) => return Err(acme_error(e)),
+        };
+        let mut provisioned = Provisioned { resolver: &self.resolver, alpn: Vec::new(), http: Vec::new() };
+        self.provision(&mut order, &mut provisioned).await?;
+        let retry = RetryPolicy::new().timeout(ORDER_POLL_TIMEOUT);
+        let status = order.poll_ready(&retry).await.map_err(acme_error)?;
+        if status != OrderStatus::Ready {
+            return Err(why_invalid(&mut order).await);
+        }
+        drop(provisioned);
+        let key = super::new_key(self.key_type)?;
+        let csr = CertificateParams::new(names.to_vec())
+            .and_then(|p| p.serialize_request(&key))
+            .map_err(|e| IssueError::new(format!("building the CSR: {e}")))?;
+        order.finalize_csr(csr.der()).await.map_err(acme_error)?;
+        let chain_pem = order.poll_certificate(&retry).await.map_err(acme_error)?;
+        Ok(Issued { key_pem: key.serialize_pem(), chain_pem })
+    }
+
+    /// Answers every pending authorization's challenge and tells the CA to look.
+    async fn provision(&self, order: &mut Order, provisioned: &mut Provisioned<'_>) -> Result<(), IssueError> {
+        let kind = match self.config.challenge {
+            Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            Challenge::Http01 => ChallengeType::Http01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(result) = authorizations.next().await {
+            let mut authz = result.map_err(acme_error)?;
+            let name = authz.identifier().to_string();
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(IssueError::new(format!("authorization for {name} is {other:?}"))),
+            }
+            let mut challenge = authz
+                .challenge(kind.clone())
+                .ok_or_else(|| IssueError::new(format!("the CA offers no {kind:?} challenge for {name}")))?;
+            let key_authorization = challenge.key_authorization();
+            match self.config.challenge {
+                Challenge::TlsAlpn01 => {
+                    let cert = alpn_challenge_cert(&name, key_authorization.digest().as_ref())?;
+                    self.resolver.set_alpn_challenge(&name, cert);
+                    provisioned.alpn.push(name);
+                }
+                Challenge::Http01 => {
+                    let token = challenge.token.clone();
+                    self.resolver.set_http_challenge(&name, &token, key_authorization.as_str().to_owned());
+                    provisioned.http.push((name, token));
+                }
+            }
+            challenge.set_ready().await.map_err(acme_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes provisioned challenge answers when the order ends, however it ends.
+struct Provisioned<'r> {
+    resolver: &'r CertResolver,
+    alpn: Vec<String>,
+    http: Vec<(String, String)>,
+}
+
+impl Drop for Provisioned<'_> {
+    fn drop(&mut self) {
+        for name in &self.alpn {
+            self.resolver.clear_alpn_challenge(name);
+        }
+        for (name, token) in &self.http {
+            self.resolver.clear_http_challenge(name, token);
+        }
+    }
+}
+
+/// RFC 8737 §3: a self-signed certificate for `name` carrying the critical
+/// acmeIdentifier extension with the SHA-256 of the key authorization.
+fn alpn_challenge_cert(name: &str, digest: &[u8]) -> Result<Arc<rustls::sign::CertifiedKey>, IssueError> {
+    let err = |e: rcgen::Error| IssueError::new(format!("building the TLS-ALPN-01 certificate: {e}"));
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
+    let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(err)?;
+    params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(err)?;
+    certkey::certified_key(&cert.pem(), &key.serialize_pem()).map_err(|e| IssueError::new(e.to_string()))
+}
+
+/// The CA's reasons, per name, for an order that did not become ready.
+async fn why_invalid(order: &mut Order) -> IssueError {
+    let mut reasons = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        let name = authz.identifier().to_string();
+        if authz.refresh().await.is_err() {
+            continue;
+        }
+        for challenge in &authz.challenges {
+            if let Some(problem) = &challenge.error {
+                reasons.push(format!("{name}: {}", problem_text(problem)));
+            }
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("the order became invalid".to_owned());
+    }
+    IssueError::new(reasons.join("; "))
+}
+
+fn problem_text(p: &instant_acme::Problem) -> String {
+    let kind = p.r#type.as_deref().unwrap_or("").rsplit(':').next().unwrap_or("");
+    match &p.detail {
+        Some(detail) => format!("{kind}: {detail}"),
+        None => kind.to_owned(),
+    }
+}
+
+fn acme_error(e: instant_acme::Error) -> IssueError {
+    match e {
+        instant_acme::Error::Api(p) => {
+            let rate_limited = p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited"));
+            IssueError {
+                message: problem_text(&p),
+                retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
+            }
+        }
+        other => IssueError::new(format!("{other}")),
+    }
+}
+
+impl Issuer for AcmeIssuer {
+    fn issue<'a>(&'a self, _domain: &'a str, names: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
+        self.order(names).boxed()
+    }
+
+    fn source(&self) -> &str {
+        &self.config.directory_url
+    }
+}

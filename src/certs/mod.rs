@@ -1,0 +1,63 @@
+//! Certificates for every served name: where they come from (an `Issuer`: an
+//! ACME CA or the local CA), when they are ordered and renewed (`manager`), and
+//! certificates from files (`files`). The manager is ours, not the ACME
+//! library's: queue, rate limit, backoff and storage follow Let's Encrypt's
+//! integration guide (see README "TLS and ACME").
+
+pub mod acme;
+pub mod files;
+pub mod local;
+pub mod manager;
+
+use futures_util::future::BoxFuture;
+
+/// A freshly issued certificate.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// PKCS#8 private key, PEM.
+    pub key_pem: String,
+    /// Leaf first, then intermediates, PEM.
+    pub chain_pem: String,
+}
+
+/// Why an issuance failed, in the CA's words where it gave some.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct IssueError {
+    pub message: String,
+    /// Seconds the CA asked us to wait (rateLimited, Retry-After).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl IssueError {
+    pub fn new(message: impl Into<String>) -> IssueError {
+        IssueError { message: message.into(), retry_after_secs: None }
+    }
+}
+
+/// Something that turns a list of names into a certificate.
+pub trait Issuer: Send + Sync {
+    fn issue<'a>(&'a self, domain: &'a str, names: &'a [String]) -> BoxFuture<'a, Result<Issued, IssueError>>;
+    /// Stored with each certificate: the ACME directory URL, or "local".
+    fn source(&self) -> &str;
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A fresh private key of the configured type.
+pub fn new_key(key_type: crate::config::KeyType) -> Result<rcgen::KeyPair, IssueError> {
+    let alg = match key_type {
+        crate::config::KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        crate::config::KeyType::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
+    };
+    let key = match key_type {
+        crate::config::KeyType::Rsa2048 => rcgen::KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048),
+        crate::config::KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(alg),
+    };
+    key.map_err(|e| IssueError::new(format!("generating a key: {e}")))
+}

@@ -1,0 +1,106 @@
+//! TLS termination: the SNI resolver, the two rustls configs (normal traffic and
+//! ACME TLS-ALPN-01 validation), the handshake, and profile signing.
+//!
+//! Owns no certificates itself: `certs` fills the resolver. One rustls crypto
+//! provider (aws-lc-rs) for the whole process, installed by `install_provider`.
+
+pub mod certkey;
+pub mod resolver;
+pub mod sign;
+
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use rustls::ServerConfig;
+use rustls::server::{Acceptor as RustlsAcceptor, ServerSessionMemoryCache};
+use tokio::net::TcpStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::http::Hooks;
+use crate::server::{Acceptor, Io};
+pub use resolver::CertResolver;
+
+/// TLS sessions remembered for resumption (each entry is a few hundred bytes).
+const SESSION_CACHE_ENTRIES: usize = 8_192;
+
+/// Installs aws-lc-rs as the process-wide rustls provider (idempotent).
+pub fn install_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The configs for one listener: normal traffic and ACME validation share the
+/// resolver but not their ALPN lists, because a rustls server whose list does
+/// not overlap the client's aborts the handshake.
+pub struct TlsAcceptor {
+    normal: Arc<ServerConfig>,
+    challenge: Arc<ServerConfig>,
+}
+
+impl TlsAcceptor {
+    pub fn new(resolver: Arc<CertResolver>) -> TlsAcceptor {
+        install_provider();
+        let mut normal = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        normal.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        normal.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        match rustls::crypto::aws_lc_rs::Ticketer::new() {
+            Ok(ticketer) => normal.ticketer = ticketer,
+            Err(e) => tracing::warn!(error = %e, "no TLS session tickets; resumption by session id only"),
+        }
+        let mut challenge = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        challenge.alpn_protocols = vec![resolver::ACME_TLS_ALPN.to_vec()];
+        TlsAcceptor {
+            normal: Arc::new(normal),
+            challenge: Arc::new(challenge),
+        }
+    }
+}
+
+impl Acceptor for TlsAcceptor {
+    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>> {
+        let normal = self.normal.clone();
+        let challenge = self.challenge.clone();
+        async move {
+            let start = LazyConfigAcceptor::new(RustlsAcceptor::default(), tcp).await.ok()?;
+            let is_challenge = resolver::is_alpn_challenge(&start.client_hello());
+            let config = if is_challenge { challenge } else { normal };
+            let stream = start.into_stream(config).await.ok()?;
+            if is_challenge {
+                // RFC 8737: the validation is the handshake itself; nothing follows.
+                tracing::debug!("answered a TLS-ALPN-01 validation handshake");
+                return None;
+            }
+            Some(Box::new(stream) as Box<dyn Io>)
+        }
+        .boxed()
+    }
+}
+
+/// ACME HTTP-01 answers and profile signing, backed by the resolver.
+pub struct EdgeHooks {
+    pub resolver: Arc<CertResolver>,
+}
+
+impl Hooks for EdgeHooks {
+    fn http01(&self, host: &str, token: &str) -> Option<String> {
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        self.resolver.http_challenge(name.trim_end_matches('.'), token)
+    }
+
+    fn sign_profile(&self, domain: &str, profile: &[u8]) -> Option<Vec<u8>> {
+        let Some(key) = self.resolver.domain_key(domain) else {
+            tracing::info!(domain, "serving an unsigned profile: no certificate for the domain yet");
+            return None;
+        };
+        match sign::sign_profile(profile, &key, std::time::SystemTime::now()) {
+            Ok(signed) => Some(signed),
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "signing the profile failed; serving it unsigned");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! SNI -> certificate. Each mail domain has its own certificate (customers never
+//! see each other in a SAN list, one failing domain never blocks another);
+//! names we do not serve get no certificate at all, so the handshake fails.
+//! ACME TLS-ALPN-01 challenge certificates and HTTP-01 tokens live here too,
+//! because the listeners are where the CA's validator arrives.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// The ALPN protocol of RFC 8737 validation connections.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+#[derive(Default, Debug)]
+pub struct CertResolver {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default, Debug)]
+struct Inner {
+    /// mail domain -> (names, certificate)
+    domains: HashMap<String, (Vec<String>, Arc<CertifiedKey>)>,
+    /// served name -> certificate (derived from `domains`)
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// name -> TLS-ALPN-01 challenge certificate
+    alpn_challenges: HashMap<String, Arc<CertifiedKey>>,
+    /// (name, token) -> HTTP-01 key authorization
+    http_challenges: HashMap<(String, String), String>,
+}
+
+impl CertResolver {
+    pub fn new() -> CertResolver {
+        CertResolver::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().expect("resolver lock is never poisoned: no panics while held")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().expect("resolver lock is never poisoned: no panics while held")
+    }
+
+    /// Serves `key` for `names` of mail domain `domain`, replacing what it had.
+    pub fn set_domain(&self, domain: &str, names: Vec<String>, key: Arc<CertifiedKey>) {
+        let mut inner = self.write();
+        if let Some((old_names, _)) = inner.domains.remove(domain) {
+            for n in old_names {
+                inner.by_name.remove(&n);
+            }
+        }
+        for n in &names {
+            inner.by_name.insert(n.clone(), key.clone());
+        }
+        inner.domains.insert(domain.to_owned(), (names, key));
+    }
+
+    /// Stops serving every domain for which `keep` is false.
+    pub fn retain_domains(&self, keep: impl Fn(&str) -> bool) {
+        let mut inner = self.write();
+        let gone: Vec<String> = inner.domains.keys().filter(|d| !keep(d)).cloned().collect();
+        for d in gone {
+            if let Some((names, _)) = inner.domains.remove(&d) {
+                for n in names {
+                    inner.by_name.remove(&n);
+                }
+            }
+        }
+    }
+
+    /// The certificate of a mail domain (for signing its profiles).
+    pub fn domain_key(&self, domain: &str) -> Option<Arc<CertifiedKey>> {
+        self.read().domains.get(domain).map(|(_, k)| k.clone())
+    }
+
+    pub fn domain_names(&self, domain: &str) -> Option<Vec<String>> {
+        self.read().domains.get(domain).map(|(n, _)| n.clone())
+    }
+
+    pub fn set_alpn_challenge(&self, name: &str, key: Arc<CertifiedKey>) {
+        self.write().alpn_challenges.insert(name.to_owned(), key);
+    }
+
+    pub fn clear_alpn_challenge(&self, name: &str) {
+        self.write().alpn_challenges.remove(name);
+    }
+
+    pub fn set_http_challenge(&self, name: &str, token: &str, key_authorization: String) {
+        self.write()
+            .http_challenges
+            .insert((name.to_owned(), token.to_owned()), key_authorization);
+    }
+
+    pub fn clear_http_challenge(&self, name: &str, token: &str) {
+        self.write().http_challenges.remove(&(name.to_owned(), token.to_owned()));
+    }
+
+    /// The key authorization for an HTTP-01 request, if one is pending.
+    pub fn http_challenge(&self, name: &str, token: &str) -> Option<String> {
+        self.read().http_challenges.get(&(name.to_owned(), token.to_owned())).cloned()
+    }
+}
+
+/// A ClientHello that offers only `acme-tls/1` is a CA validating us.
+pub fn is_alpn_challenge(hello: &ClientHello<'_>) -> bool {
+    hello.alpn().is_some_and(|mut protocols| {
+        protocols.next() == Some(ACME_TLS_ALPN) && protocols.next().is_none()
+    })
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?.to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name);
+        let inner = self.read();
+        if is_alpn_challenge(&hello) {
+            return inner.alpn_challenges.get(name).cloned();
+        }
+        inner.by_name.get(name).cloned()
+    }
+}
