@@ -125,7 +125,10 @@ domains = ["example.com"]
         let a = EmailAddress::parse("alice@Example.com").unwrap();
         let ans = render_json(p, &a, protocol);
         assert_eq!(ans.document.content_type, crate::render::JSON);
-        (ans.status, serde_json::from_slice(&ans.document.body).unwrap())
+        (
+            ans.status,
+            serde_json::from_slice(&ans.document.body).unwrap(),
+        )
     }
 
     const EAS: &str = r#"
@@ -148,7 +151,10 @@ domains = ["example.com"]
     fn activesync_only_when_configured() {
         let (status, v) = answer(EAS, "ActiveSync");
         assert_eq!(status, 200);
-        assert_eq!(v["Url"], "https://eas.example.com/Microsoft-Server-ActiveSync");
+        assert_eq!(
+            v["Url"],
+            "https://eas.example.com/Microsoft-Server-ActiveSync"
+        );
         let (status, v) = answer("", "ActiveSync");
         assert_eq!(status, 400);
         assert_eq!(v["ErrorCode"], "InvalidProtocol");

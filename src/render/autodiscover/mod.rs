@@ -17,12 +17,12 @@ mod request;
 pub use json::{JsonAnswer, MAX_ECHOED_PROTOCOL_CHARS, address_from_json_path, render_json};
 pub use pox::{ErrorCode, FALLBACK_TIME_OF_DAY, render, render_error, render_with_time};
 pub use request::{
-    MAX_NESTING_LEVELS, MAX_REQUEST_BYTES, PoxRequest, RequestError, ResponseSchema,
-    parse_request,
+    MAX_NESTING_LEVELS, MAX_REQUEST_BYTES, PoxRequest, RequestError, ResponseSchema, parse_request,
 };
 
 /// Namespace of the outer `<Autodiscover>` element of every response.
-pub const RESPONSE_NS: &str = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006";
+pub const RESPONSE_NS: &str =
+    "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006";
 /// The Outlook response schema (IMAP/POP3/SMTP settings).
 pub const OUTLOOK_RESPONSE_NS: &str =
     "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a";

@@ -241,7 +241,11 @@ fn write_mail_protocol(
         text(w, "Encryption", encryption)?;
         text(w, "AuthRequired", on_off(needs_login(first)))?;
         if s.kind == ServerKind::Smtp {
-            text(w, "UsePOPAuth", on_off(shares_incoming_login(provider, s, address)))?;
+            text(
+                w,
+                "UsePOPAuth",
+                on_off(shares_incoming_login(provider, s, address)),
+            )?;
             // SMTPLast is Outlook's "send after receive": what smtp-after-pop needs.
             text(w, "SMTPLast", on_off(first == Some(&Auth::SmtpAfterPop)))?;
         }
@@ -394,7 +398,10 @@ mod tests {
     }
 
     fn get<'a>(fields: &'a Fields, key: &str) -> Option<&'a str> {
-        fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     const CONFIG: &str = r#"
@@ -576,8 +583,14 @@ domains = ["example.com"]
         for (key, want) in [
             ("Autodiscover/Response/@xmlns", MOBILESYNC_RESPONSE_NS),
             ("Autodiscover/Response/Culture", "en:us"),
-            ("Autodiscover/Response/User/EMailAddress", "o'&x@example.com"),
-            ("Autodiscover/Response/Action/Settings/Server/Type", "MobileSync"),
+            (
+                "Autodiscover/Response/User/EMailAddress",
+                "o'&x@example.com",
+            ),
+            (
+                "Autodiscover/Response/Action/Settings/Server/Type",
+                "MobileSync",
+            ),
             ("Autodiscover/Response/Action/Settings/Server/Url", url),
             ("Autodiscover/Response/Action/Settings/Server/Name", url),
         ] {
@@ -639,9 +652,18 @@ domains = ["example.com"]
         let a = render_error(ErrorCode::InvalidRequest, "1\"<&");
         assert_eq!(a, render_error(ErrorCode::InvalidRequest, "1\"<&"));
         let (top, _) = parse_back(&a.body);
-        assert_eq!(get(&top, "Autodiscover/Response/Error/@Time"), Some("1\"<&"));
-        assert_eq!(get(&top, "Autodiscover/Response/Error/@Id"), Some(error_id().as_str()));
-        assert_eq!(get(&top, "Autodiscover/Response/Error/ErrorCode"), Some("600"));
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/@Time"),
+            Some("1\"<&")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/@Id"),
+            Some(error_id().as_str())
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/ErrorCode"),
+            Some("600")
+        );
         assert_eq!(
             get(&top, "Autodiscover/Response/Error/Message"),
             Some("Invalid Request")

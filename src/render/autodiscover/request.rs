@@ -389,7 +389,8 @@ mod tests {
             parse_request(twice.as_bytes()),
             Err(RequestError::DuplicateEmail)
         ));
-        let dn = "<Autodiscover><Request><LegacyDN>/o=Org/cn=alice</LegacyDN></Request></Autodiscover>";
+        let dn =
+            "<Autodiscover><Request><LegacyDN>/o=Org/cn=alice</LegacyDN></Request></Autodiscover>";
         assert!(matches!(
             parse_request(dn.as_bytes()),
             Err(RequestError::LegacyDnOnly)
@@ -406,7 +407,11 @@ mod tests {
 
     #[test]
     fn escaped_markup_comes_out_unescaped_and_the_address_check_refuses_it() {
-        for payload in ["a&lt;script&gt;@example.org", "a&amp;b&lt;@example.org", "&quot;a&quot;@example.org"] {
+        for payload in [
+            "a&lt;script&gt;@example.org",
+            "a&amp;b&lt;@example.org",
+            "&quot;a&quot;@example.org",
+        ] {
             let r = parse_request(with_email(payload).as_bytes()).unwrap();
             assert!(r.email.contains(['<', '"']), "{}", r.email);
             assert!(r.address().is_err(), "accepted {}", r.email);
