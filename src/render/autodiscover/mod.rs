@@ -1,7 +1,7 @@
 //! Microsoft Autodiscover: the POX request parser, the POX responses (Outlook
 //! 2006a settings, MobileSync, errors) and the Autodiscover v2 JSON answers.
 //!
-//! Protocol and client quirks: `/work/shared/spec/outlook-autodiscover.md`
+//! Protocol and client quirks: the shared spec notes `spec/outlook-autodiscover.md`
 //! (MS-OXDSCLI, MS-ASCMD, Thunderbird's `ExchangeAutoDiscover.sys.mjs`).
 //! Pure like the rest of `render`: the error document's `Time` comes from the
 //! caller; nothing here reads a clock, the network or a file.
