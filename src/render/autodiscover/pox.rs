@@ -1,0 +1,680 @@
+//! POX responses: Outlook 2006a settings, MobileSync 2006 settings, errors.
+//!
+//! One document has to satisfy two readers (spec §4.1):
+//! - Outlook 2010+ reads `Encryption` and lets it override `SSL`; we map implicit
+//!   TLS to `SSL`, STARTTLS to `TLS`, plain to `None` (the common practice; mox
+//!   and Stalwart write `TLS` for implicit TLS, which Outlook then tries as
+//!   STARTTLS on 993/465).
+//! - Thunderbird ignores `Encryption=SSL/TLS`: `SSL=off` (or `Encryption=None`)
+//!   means plain, otherwise ports 143/110/25/587 mean STARTTLS and any other port
+//!   implicit TLS. So `SSL` is `on` for both TLS kinds and `off` only for plain;
+//!   a server on an unusual port (STARTTLS on 2525, implicit TLS on 587) is read
+//!   wrongly by Thunderbird whatever we write, and only the port can fix that.
+//!
+//! `SPA` and `SSL` default to `on` when absent, so both are always written.
+
+use std::io;
+
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesText, Event};
+
+use crate::address::EmailAddress;
+use crate::model::{Auth, Provider, Security, Server, ServerKind, expand};
+use crate::render::Document;
+
+use super::{MOBILESYNC_RESPONSE_NS, OUTLOOK_RESPONSE_NS, RESPONSE_NS, ResponseSchema};
+
+/// `Time` of error documents produced by [`render`], which has no clock: clients
+/// only show it in debug output. Callers that have a clock use [`render_with_time`].
+pub const FALLBACK_TIME_OF_DAY: &str = "00:00:00.0000000";
+
+/// Error codes of the POX error response (MS-OXDSCLI §2.2.4.1.1.3.2, MS-ASCMD §2.2.3.64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 600: the request was not a well-formed Autodiscover request.
+    InvalidRequest,
+    /// 601: we cannot answer the requested `AcceptableResponseSchema`.
+    SchemaNotAvailable,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 600,
+            ErrorCode::SchemaNotAvailable => 601,
+        }
+    }
+
+    /// The message Exchange sends with the code.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "Invalid Request",
+            ErrorCode::SchemaNotAvailable => "Requested schema is not available",
+        }
+    }
+}
+
+/// The settings document for `address` in `schema`, or an error document when
+/// the provider cannot answer that schema (MobileSync without an `activesync`
+/// server, any unknown schema: code 601, `Time` = [`FALLBACK_TIME_OF_DAY`]).
+pub fn render(provider: &Provider, address: &EmailAddress, schema: &ResponseSchema) -> Document {
+    render_with_time(provider, address, schema, FALLBACK_TIME_OF_DAY)
+}
+
+/// As [`render`], with the caller's time of day (`HH:MM:SS.fffffff`, UTC) for
+/// the `Time` attribute of an error document.
+pub fn render_with_time(
+    provider: &Provider,
+    address: &EmailAddress,
+    schema: &ResponseSchema,
+    time_of_day: &str,
+) -> Document {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    let written = match schema {
+        ResponseSchema::Outlook2006a => write_outlook(&mut w, provider, address),
+        ResponseSchema::MobileSync2006 => {
+            let servers: Vec<&Server> = provider
+                .servers
+                .iter()
+                .filter(|s| s.kind == ServerKind::ActiveSync)
+                .collect();
+            if servers.is_empty() {
+                // MS-ASCMD's own example answers an unmatched schema with 601
+                // inside a mobilesync Response; the device then offers manual
+                // (IMAP) setup instead of retrying EAS.
+                write_error(
+                    &mut w,
+                    Some(MOBILESYNC_RESPONSE_NS),
+                    ErrorCode::SchemaNotAvailable,
+                    time_of_day,
+                )
+            } else {
+                write_mobilesync(&mut w, &servers, address)
+            }
+        }
+        ResponseSchema::Other(_) => {
+            write_error(&mut w, None, ErrorCode::SchemaNotAvailable, time_of_day)
+        }
+    };
+    written.expect("writing XML into a Vec cannot fail");
+    Document::xml(w.into_inner())
+}
+
+/// The generic error document (spec §4.3), served with HTTP 200.
+///
+/// `time_of_day` is the caller's clock (`HH:MM:SS.fffffff`, UTC), written as an
+/// attribute (escaped). `Id` is where Exchange puts a hash of its server name; we
+/// put a hash of the product name, so every instance answers alike and nothing
+/// about the host leaks.
+pub fn render_error(code: ErrorCode, time_of_day: &str) -> Document {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    write_error(&mut w, None, code, time_of_day).expect("writing XML into a Vec cannot fail");
+    Document::xml(w.into_inner())
+}
+
+type W = Writer<Vec<u8>>;
+
+fn decl(w: &mut W) -> io::Result<()> {
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))
+}
+
+fn text(w: &mut W, name: &str, value: &str) -> io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(value))?;
+    Ok(())
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+/// FNV-1a (32 bit): a stable, dependency-free stand-in for Exchange's server hash.
+fn error_id() -> String {
+    let hash = b"mailconfd".iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash.to_string()
+}
+
+fn write_error(w: &mut W, ns: Option<&str>, code: ErrorCode, time: &str) -> io::Result<()> {
+    decl(w)?;
+    w.create_element("Autodiscover")
+        .with_attribute(("xmlns", RESPONSE_NS))
+        .write_inner_content(|w| {
+            let response = w.create_element("Response");
+            let response = match ns {
+                Some(ns) => response.with_attribute(("xmlns", ns)),
+                None => response,
+            };
+            response.write_inner_content(|w| {
+                let id = error_id();
+                w.create_element("Error")
+                    .with_attribute(("Time", time))
+                    .with_attribute(("Id", id.as_str()))
+                    .write_inner_content(|w| {
+                        text(w, "ErrorCode", &code.code().to_string())?;
+                        text(w, "Message", code.message())?;
+                        w.create_element("DebugData").write_empty()?;
+                        Ok(())
+                    })?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+    Ok(())
+}
+
+fn write_outlook(w: &mut W, provider: &Provider, address: &EmailAddress) -> io::Result<()> {
+    let display = address.to_string();
+    decl(w)?;
+    w.create_element("Autodiscover")
+        .with_attribute(("xmlns", RESPONSE_NS))
+        .write_inner_content(|w| {
+            w.create_element("Response")
+                .with_attribute(("xmlns", OUTLOOK_RESPONSE_NS))
+                .write_inner_content(|w| {
+                    // We do not know the person's name; the address is what
+                    // Outlook shows otherwise, and the user can change it.
+                    w.create_element("User")
+                        .write_inner_content(|w| text(w, "DisplayName", &display))?;
+                    w.create_element("Account").write_inner_content(|w| {
+                        text(w, "AccountType", "email")?;
+                        text(w, "Action", "settings")?;
+                        // Mail first: a client that takes the first Protocol as
+                        // "the" account must not land on a DAV block.
+                        for s in provider.servers.iter().filter(|s| !s.kind.uses_url()) {
+                            write_mail_protocol(w, provider, s, address)?;
+                        }
+                        for s in &provider.servers {
+                            write_dav_protocol(w, s, address)?;
+                        }
+                        Ok(())
+                    })?;
+                    Ok(())
+                })?;
+            Ok(())
+        })?;
+    Ok(())
+}
+
+/// Outlook has one authentication slot per protocol; it describes the
+/// operator's first (preferred) method.
+fn needs_login(auth: Option<&Auth>) -> bool {
+    !matches!(
+        auth,
+        Some(Auth::None | Auth::ClientIpAddress | Auth::SmtpAfterPop)
+    )
+}
+
+fn write_mail_protocol(
+    w: &mut W,
+    provider: &Provider,
+    s: &Server,
+    address: &EmailAddress,
+) -> io::Result<()> {
+    let Some((host, port, security)) = s.host_port() else {
+        return Ok(());
+    };
+    let kind = match s.kind {
+        ServerKind::Imap => "IMAP",
+        ServerKind::Pop3 => "POP3",
+        ServerKind::Smtp => "SMTP",
+        ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync => return Ok(()),
+    };
+    let (ssl, encryption) = match security {
+        Security::Tls => (true, "SSL"),
+        Security::StartTls => (true, "TLS"),
+        Security::Plain => (false, "None"),
+    };
+    let first = s.auth.first();
+    let login = expand(&s.username, Some(address));
+    w.create_element("Protocol").write_inner_content(|w| {
+        text(w, "Type", kind)?;
+        text(w, "Server", &expand(host, Some(address)))?;
+        text(w, "Port", &port.to_string())?;
+        text(w, "LoginName", &login)?;
+        text(w, "DomainRequired", "off")?;
+        // SPA is Outlook's name for NTLM (via SSPI); Thunderbird reads `on` as
+        // "secure" authentication. Only an operator who put NTLM first gets it.
+        text(w, "SPA", on_off(first == Some(&Auth::Ntlm)))?;
+        text(w, "SSL", on_off(ssl))?;
+        text(w, "Encryption", encryption)?;
+        text(w, "AuthRequired", on_off(needs_login(first)))?;
+        if s.kind == ServerKind::Smtp {
+            text(
+                w,
+                "UsePOPAuth",
+                on_off(shares_incoming_login(provider, s, address)),
+            )?;
+            // SMTPLast is Outlook's "send after receive": what smtp-after-pop needs.
+            text(w, "SMTPLast", on_off(first == Some(&Auth::SmtpAfterPop)))?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `UsePOPAuth on` makes Outlook log in to SMTP with the incoming server's name
+/// and password ("use same settings as my incoming mail server"), so the user is
+/// not asked for a second password. Only when that is what the config says: both
+/// log in with a password, under the same expanded name.
+fn shares_incoming_login(provider: &Provider, smtp: &Server, address: &EmailAddress) -> bool {
+    let Some(incoming) = provider.incoming().next() else {
+        return false;
+    };
+    let uses_password = |s: &Server| s.auth.first().is_some_and(|a| a.uses_password());
+    uses_password(smtp)
+        && uses_password(incoming)
+        && expand(&smtp.username, Some(address)) == expand(&incoming.username, Some(address))
+}
+
+/// CalDAV/CardDAV as mailcow writes them (eM Client reads them; Outlook and
+/// Thunderbird skip unknown `Type`s). `Server` holds the URL.
+fn write_dav_protocol(w: &mut W, s: &Server, address: &EmailAddress) -> io::Result<()> {
+    let kind = match s.kind {
+        ServerKind::CalDav => "CalDAV",
+        ServerKind::CardDav => "CardDAV",
+        ServerKind::Imap | ServerKind::Pop3 | ServerKind::Smtp | ServerKind::ActiveSync => {
+            return Ok(());
+        }
+    };
+    let Some(url) = s.url() else {
+        return Ok(());
+    };
+    w.create_element("Protocol").write_inner_content(|w| {
+        text(w, "Type", kind)?;
+        text(w, "Server", &expand(url, Some(address)))?;
+        text(w, "DomainRequired", "off")?;
+        text(w, "LoginName", &expand(&s.username, Some(address)))?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// MS-ASCMD §4.2.4: one `Server` of type MobileSync per configured endpoint.
+fn write_mobilesync(w: &mut W, servers: &[&Server], address: &EmailAddress) -> io::Result<()> {
+    let shown = address.to_string();
+    decl(w)?;
+    w.create_element("Autodiscover")
+        .with_attribute(("xmlns", RESPONSE_NS))
+        .write_inner_content(|w| {
+            w.create_element("Response")
+                .with_attribute(("xmlns", MOBILESYNC_RESPONSE_NS))
+                .write_inner_content(|w| {
+                    // The documented example value; devices use it for server
+                    // messages only, and we have no locale to offer.
+                    text(w, "Culture", "en:us")?;
+                    w.create_element("User").write_inner_content(|w| {
+                        text(w, "DisplayName", &shown)?;
+                        text(w, "EMailAddress", &shown)
+                    })?;
+                    w.create_element("Action").write_inner_content(|w| {
+                        w.create_element("Settings").write_inner_content(|w| {
+                            for s in servers {
+                                let Some(url) = s.url() else { continue };
+                                let url = expand(url, Some(address));
+                                w.create_element("Server").write_inner_content(|w| {
+                                    text(w, "Type", "MobileSync")?;
+                                    text(w, "Url", &url)?;
+                                    text(w, "Name", &url)
+                                })?;
+                            }
+                            Ok(())
+                        })?;
+                        Ok(())
+                    })?;
+                    Ok(())
+                })?;
+            Ok(())
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use quick_xml::Reader;
+    use quick_xml::events::Event;
+
+    use super::*;
+    use crate::config;
+
+    /// Every element's text, keyed by its slash-joined path, with the `Protocol`
+    /// blocks split out: `(top-level fields, [protocol fields])`.
+    type Fields = Vec<(String, String)>;
+
+    fn parse_back(body: &[u8]) -> (Fields, Vec<Fields>) {
+        let mut r = Reader::from_str(std::str::from_utf8(body).unwrap());
+        r.config_mut().expand_empty_elements = true;
+        let (mut top, mut protocols) = (Vec::new(), Vec::<Fields>::new());
+        // (name, text so far, has child elements)
+        let mut stack: Vec<(String, String, bool)> = Vec::new();
+        loop {
+            match r.read_event().unwrap() {
+                Event::Start(s) => {
+                    let name = s.local_name().as_ref().to_owned();
+                    if let Some(parent) = stack.last_mut() {
+                        parent.2 = true;
+                    }
+                    if name == "Protocol" {
+                        protocols.push(Vec::new());
+                    }
+                    let mut path: Vec<&str> = stack.iter().map(|e| e.0.as_str()).collect();
+                    path.push(&name);
+                    for a in s.attributes() {
+                        let a = a.unwrap();
+                        let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0);
+                        let key = format!("{}/@{}", path.join("/"), a.key.0);
+                        top.push((key, v.unwrap().into_owned()));
+                    }
+                    stack.push((name, String::new(), false));
+                }
+                Event::End(_) => {
+                    let path: Vec<&str> = stack.iter().map(|e| e.0.as_str()).collect();
+                    let path = path.join("/");
+                    let (name, text, has_children) = stack.pop().unwrap();
+                    if has_children || name == "Protocol" {
+                        continue;
+                    }
+                    if stack.iter().any(|e| e.0 == "Protocol") {
+                        protocols.last_mut().unwrap().push((name, text));
+                    } else {
+                        top.push((path, text));
+                    }
+                }
+                Event::Text(t) => {
+                    if let Some(e) = stack.last_mut() {
+                        e.1.push_str(&t.xml10_content());
+                    }
+                }
+                Event::GeneralRef(g) => {
+                    let c = quick_xml::escape::resolve_predefined_entity(&g).unwrap();
+                    stack.last_mut().unwrap().1.push_str(c);
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        (top, protocols)
+    }
+
+    fn get<'a>(fields: &'a Fields, key: &str) -> Option<&'a str> {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    const CONFIG: &str = r#"
+[[provider]]
+id = "example.com"
+name = "Example <&> \"Mail\" 'x'"
+domains = ["example.com"]
+  [[provider.server]]
+  type = "imap"
+  host = "imap.%EMAILDOMAIN%"
+  [[provider.server]]
+  type = "caldav"
+  url = "https://dav.example.com/cal/%EMAILADDRESS%"
+  [[provider.server]]
+  type = "pop3"
+  host = "pop.example.com"
+  security = "starttls"
+  username = "%EMAILLOCALPART%"
+  [[provider.server]]
+  type = "smtp"
+  host = "smtp.example.com"
+  security = "starttls"
+  [[provider.server]]
+  type = "smtp"
+  host = "legacy.example.com"
+  security = "plain"
+  port = 25
+  auth = "none"
+"#;
+
+    fn provider(text: &str) -> Provider {
+        let c = config::parse(text).unwrap();
+        c.provider_for_domain("example.com").unwrap().clone()
+    }
+
+    fn addr() -> EmailAddress {
+        EmailAddress::parse("o'&x@Example.com").unwrap()
+    }
+
+    #[test]
+    fn outlook_settings_field_by_field() {
+        let d = render(&provider(CONFIG), &addr(), &ResponseSchema::Outlook2006a);
+        assert_eq!(d.content_type, crate::render::XML);
+        let (top, protocols) = parse_back(&d.body);
+        assert_eq!(get(&top, "Autodiscover/@xmlns"), Some(RESPONSE_NS));
+        assert_eq!(
+            get(&top, "Autodiscover/Response/@xmlns"),
+            Some(OUTLOOK_RESPONSE_NS)
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/User/DisplayName"),
+            Some("o'&x@example.com")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Account/AccountType"),
+            Some("email")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Account/Action"),
+            Some("settings")
+        );
+        let want: [&[(&str, &str)]; 5] = [
+            &[
+                ("Type", "IMAP"),
+                ("Server", "imap.example.com"),
+                ("Port", "993"),
+                ("LoginName", "o'&x@example.com"),
+                ("DomainRequired", "off"),
+                ("SPA", "off"),
+                ("SSL", "on"),
+                ("Encryption", "SSL"),
+                ("AuthRequired", "on"),
+            ],
+            &[
+                ("Type", "POP3"),
+                ("Server", "pop.example.com"),
+                ("Port", "110"),
+                ("LoginName", "o'&x"),
+                ("DomainRequired", "off"),
+                ("SPA", "off"),
+                ("SSL", "on"),
+                ("Encryption", "TLS"),
+                ("AuthRequired", "on"),
+            ],
+            &[
+                ("Type", "SMTP"),
+                ("Server", "smtp.example.com"),
+                ("Port", "587"),
+                ("LoginName", "o'&x@example.com"),
+                ("DomainRequired", "off"),
+                ("SPA", "off"),
+                ("SSL", "on"),
+                ("Encryption", "TLS"),
+                ("AuthRequired", "on"),
+                ("UsePOPAuth", "on"),
+                ("SMTPLast", "off"),
+            ],
+            &[
+                ("Type", "SMTP"),
+                ("Server", "legacy.example.com"),
+                ("Port", "25"),
+                ("LoginName", "o'&x@example.com"),
+                ("DomainRequired", "off"),
+                ("SPA", "off"),
+                ("SSL", "off"),
+                ("Encryption", "None"),
+                ("AuthRequired", "off"),
+                ("UsePOPAuth", "off"),
+                ("SMTPLast", "off"),
+            ],
+            &[
+                ("Type", "CalDAV"),
+                ("Server", "https://dav.example.com/cal/o'&x@example.com"),
+                ("DomainRequired", "off"),
+                ("LoginName", "o'&x@example.com"),
+            ],
+        ];
+        assert_eq!(protocols.len(), want.len());
+        for (got, want) in protocols.iter().zip(want) {
+            let want: Fields = want
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            assert_eq!(got, &want);
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped() {
+        let d = render(&provider(CONFIG), &addr(), &ResponseSchema::Outlook2006a);
+        let body = String::from_utf8(d.body).unwrap();
+        assert!(body.contains("o&apos;&amp;x@example.com"), "{body}");
+        assert!(!body.contains("'&x"));
+        // The provider's display name has no slot in the Outlook schema.
+        assert!(!body.contains("Example <"));
+    }
+
+    #[test]
+    fn spa_follows_ntlm_and_smtp_after_pop_sets_smtplast() {
+        let text = CONFIG
+            .replace(
+                "host = \"imap.%EMAILDOMAIN%\"",
+                "host = \"imap.%EMAILDOMAIN%\"\n  auth = [\"NTLM\", \"password-cleartext\"]",
+            )
+            .replace("auth = \"none\"", "auth = \"smtp-after-pop\"");
+        let d = render(&provider(&text), &addr(), &ResponseSchema::Outlook2006a);
+        let (_, protocols) = parse_back(&d.body);
+        assert_eq!(get(&protocols[0], "SPA"), Some("on"));
+        assert_eq!(get(&protocols[1], "SPA"), Some("off"));
+        assert_eq!(get(&protocols[3], "SMTPLast"), Some("on"));
+        assert_eq!(get(&protocols[3], "AuthRequired"), Some("off"));
+    }
+
+    #[test]
+    fn use_pop_auth_only_when_logins_match() {
+        let text = CONFIG.replace(
+            "host = \"smtp.example.com\"",
+            "host = \"smtp.example.com\"\n  username = \"%EMAILLOCALPART%\"",
+        );
+        let d = render(&provider(&text), &addr(), &ResponseSchema::Outlook2006a);
+        let (_, protocols) = parse_back(&d.body);
+        assert_eq!(get(&protocols[2], "UsePOPAuth"), Some("off"));
+        assert_eq!(get(&protocols[2], "LoginName"), Some("o'&x"));
+    }
+
+    const EAS: &str = r#"
+  [[provider.server]]
+  type = "activesync"
+  url = "https://eas.%EMAILDOMAIN%/Microsoft-Server-ActiveSync"
+"#;
+
+    #[test]
+    fn mobilesync_with_activesync() {
+        let p = provider(&format!("{CONFIG}{EAS}"));
+        let d = render(&p, &addr(), &ResponseSchema::MobileSync2006);
+        let (top, protocols) = parse_back(&d.body);
+        assert!(protocols.is_empty());
+        let url = "https://eas.example.com/Microsoft-Server-ActiveSync";
+        for (key, want) in [
+            ("Autodiscover/Response/@xmlns", MOBILESYNC_RESPONSE_NS),
+            ("Autodiscover/Response/Culture", "en:us"),
+            (
+                "Autodiscover/Response/User/EMailAddress",
+                "o'&x@example.com",
+            ),
+            (
+                "Autodiscover/Response/Action/Settings/Server/Type",
+                "MobileSync",
+            ),
+            ("Autodiscover/Response/Action/Settings/Server/Url", url),
+            ("Autodiscover/Response/Action/Settings/Server/Name", url),
+        ] {
+            assert_eq!(get(&top, key), Some(want), "{key}");
+        }
+        // The Outlook schema does not advertise ActiveSync.
+        let d = render(&p, &addr(), &ResponseSchema::Outlook2006a);
+        assert!(!String::from_utf8(d.body).unwrap().contains("eas."));
+    }
+
+    #[test]
+    fn mobilesync_without_activesync_is_error_601() {
+        let d = render_with_time(
+            &provider(CONFIG),
+            &addr(),
+            &ResponseSchema::MobileSync2006,
+            "12:34:56.0000000",
+        );
+        let (top, _) = parse_back(&d.body);
+        assert_eq!(
+            get(&top, "Autodiscover/Response/@xmlns"),
+            Some(MOBILESYNC_RESPONSE_NS)
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/ErrorCode"),
+            Some("601")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/@Time"),
+            Some("12:34:56.0000000")
+        );
+    }
+
+    #[test]
+    fn other_schema_is_error_601() {
+        let d = render(
+            &provider(CONFIG),
+            &addr(),
+            &ResponseSchema::Other("urn:x".into()),
+        );
+        let (top, _) = parse_back(&d.body);
+        assert_eq!(get(&top, "Autodiscover/Response/@xmlns"), None);
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/ErrorCode"),
+            Some("601")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/Message"),
+            Some("Requested schema is not available")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/@Time"),
+            Some(FALLBACK_TIME_OF_DAY)
+        );
+    }
+
+    #[test]
+    fn error_document_is_deterministic_and_escapes_time() {
+        let a = render_error(ErrorCode::InvalidRequest, "1\"<&");
+        assert_eq!(a, render_error(ErrorCode::InvalidRequest, "1\"<&"));
+        let (top, _) = parse_back(&a.body);
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/@Time"),
+            Some("1\"<&")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/@Id"),
+            Some(error_id().as_str())
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/ErrorCode"),
+            Some("600")
+        );
+        assert_eq!(
+            get(&top, "Autodiscover/Response/Error/Message"),
+            Some("Invalid Request")
+        );
+        assert!(String::from_utf8(a.body).unwrap().contains("<DebugData/>"));
+    }
+
+    #[test]
+    fn same_input_same_bytes() {
+        let p = provider(CONFIG);
+        let s = ResponseSchema::Outlook2006a;
+        assert_eq!(render(&p, &addr(), &s), render(&p, &addr(), &s));
+    }
+}

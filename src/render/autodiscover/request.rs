@@ -1,0 +1,432 @@
+//! The POX request parser: an untrusted body in, the address and schema out.
+//!
+//! Tolerant where clients differ (letter case of element names, namespaces and
+//! prefixes, whitespace, unknown children) and strict where an attacker gains
+//! something: no DOCTYPE (so no entity declarations, no XXE, no billion laughs),
+//! no undeclared entities, bounded size and depth, UTF-8 only. It never panics.
+//! It does not validate the address: that is `EmailAddress::parse`'s job.
+
+use quick_xml::Reader;
+use quick_xml::events::{BytesRef, BytesStart, Event};
+
+use crate::address::{AddressError, EmailAddress};
+
+use super::{MOBILESYNC_REQUEST_NS_MARKER, MOBILESYNC_RESPONSE_NS, OUTLOOK_RESPONSE_NS};
+
+/// Bodies above this are refused before parsing; a real request is ~400 bytes.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Element nesting limit; a real request is three levels deep.
+pub const MAX_NESTING_LEVELS: usize = 16;
+
+/// What a POX request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoxRequest {
+    /// The `EMailAddress` text, unescaped and trimmed; not yet validated.
+    pub email: String,
+    pub schema: ResponseSchema,
+}
+
+impl PoxRequest {
+    /// Validates the requested address.
+    ///
+    /// # Errors
+    /// The rule the address breaks; answer with error 600 (invalid request).
+    pub fn address(&self) -> Result<EmailAddress, AddressError> {
+        EmailAddress::parse(&self.email)
+    }
+}
+
+/// The `AcceptableResponseSchema` of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseSchema {
+    /// Outlook desktop, Thunderbird, eM Client: IMAP/POP3/SMTP settings.
+    Outlook2006a,
+    /// Exchange ActiveSync devices.
+    MobileSync2006,
+    /// Anything else, as sent (trimmed); answered with error 601.
+    Other(String),
+}
+
+impl ResponseSchema {
+    /// Matches a schema URI, ignoring case and surrounding whitespace.
+    pub fn from_uri(uri: &str) -> ResponseSchema {
+        let uri = uri.trim();
+        if uri.eq_ignore_ascii_case(OUTLOOK_RESPONSE_NS) {
+            ResponseSchema::Outlook2006a
+        } else if uri.eq_ignore_ascii_case(MOBILESYNC_RESPONSE_NS) {
+            ResponseSchema::MobileSync2006
+        } else {
+            ResponseSchema::Other(uri.to_owned())
+        }
+    }
+}
+
+/// Why a request body was refused. Every variant is answered with error 600
+/// (or an HTTP 4xx); none is a server fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is larger than {MAX_REQUEST_BYTES} bytes")]
+    TooLarge,
+    #[error("request body is not UTF-8")]
+    NotUtf8,
+    #[error("request body holds a DOCTYPE")]
+    Doctype,
+    #[error("request body references an entity other than the five predefined ones")]
+    UnknownEntity,
+    #[error("request body nests elements deeper than {MAX_NESTING_LEVELS} levels")]
+    TooDeep,
+    #[error("request body is not well-formed XML")]
+    Malformed(#[source] quick_xml::Error),
+    #[error("request body ends inside an element")]
+    Truncated,
+    #[error("root element is not Autodiscover")]
+    NotAutodiscover,
+    #[error("request names the user by LegacyDN only, which carries no mail domain")]
+    LegacyDnOnly,
+    #[error("request has no EMailAddress")]
+    MissingEmail,
+    #[error("request has more than one EMailAddress")]
+    DuplicateEmail,
+}
+
+/// The elements whose text we collect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Email,
+    LegacyDn,
+    Schema,
+}
+
+/// Parses a POX request body.
+///
+/// A missing `AcceptableResponseSchema` is inferred from the root element's
+/// namespace: the docs make the element mandatory, but the request namespace
+/// already names the flavour (mobilesync vs outlook requestschema), and a client
+/// that left the element out is better served than refused. Anything not
+/// mobilesync gets the Outlook schema, the only one that carries IMAP settings.
+///
+/// # Errors
+/// See [`RequestError`]; the caller answers with error 600.
+pub fn parse_request(body: &[u8]) -> Result<PoxRequest, RequestError> {
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(RequestError::TooLarge);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| RequestError::NotUtf8)?;
+    // A BOM or whitespace before `<?xml` is not well-formed, but clients send it
+    // (Thunderbird's own request template starts with a newline and indentation).
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+
+    let mut reader = Reader::from_str(text);
+    // Empty elements become Start+End, so one code path tracks depth.
+    reader.config_mut().expand_empty_elements = true;
+    reader.config_mut().check_end_names = true;
+
+    let mut path: Vec<String> = Vec::new();
+    let mut root_is_mobilesync = false;
+    let mut collecting: Option<(Field, usize)> = None;
+    let mut buf = String::new();
+    let mut email: Option<String> = None;
+    let mut legacy_dn = false;
+    let mut schema: Option<String> = None;
+
+    loop {
+        let event = reader.read_event().map_err(RequestError::Malformed)?;
+        match event {
+            Event::DocType(_) => return Err(RequestError::Doctype),
+            Event::Start(start) => {
+                if path.len() >= MAX_NESTING_LEVELS {
+                    return Err(RequestError::TooDeep);
+                }
+                let name = start.local_name().as_ref().to_ascii_lowercase();
+                if path.is_empty() {
+                    if name != "autodiscover" {
+                        return Err(RequestError::NotAutodiscover);
+                    }
+                    root_is_mobilesync = declares_mobilesync(&start);
+                }
+                path.push(name);
+                if collecting.is_none() {
+                    collecting = field_at(&path).map(|f| (f, path.len()));
+                    buf.clear();
+                }
+            }
+            Event::End(_) => {
+                if let Some((field, depth)) = collecting
+                    && depth == path.len()
+                {
+                    collecting = None;
+                    let value = buf.trim().to_owned();
+                    match field {
+                        Field::Email if email.is_some() => {
+                            return Err(RequestError::DuplicateEmail);
+                        }
+                        Field::Email => email = Some(value),
+                        Field::LegacyDn => legacy_dn = true,
+                        // The first one wins: the docs allow exactly one.
+                        Field::Schema => {
+                            schema.get_or_insert(value);
+                        }
+                    }
+                }
+                path.pop();
+                if path.is_empty() {
+                    // Whatever follows the root is not ours to read.
+                    break;
+                }
+            }
+            Event::Text(t) => {
+                if direct_child_text(collecting, &path) {
+                    buf.push_str(&t.xml10_content());
+                }
+            }
+            Event::CData(c) => {
+                if direct_child_text(collecting, &path) {
+                    buf.push_str(&c.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                // Checked everywhere, not only inside fields: an undeclared
+                // entity is a sign of an attack, never of a real client.
+                let resolved = resolve_reference(&r)?;
+                if direct_child_text(collecting, &path) {
+                    buf.push_str(&resolved);
+                }
+            }
+            Event::Eof => {
+                if path.is_empty() {
+                    return Err(RequestError::NotAutodiscover);
+                }
+                return Err(RequestError::Truncated);
+            }
+            Event::Empty(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
+        }
+    }
+
+    let email = match email {
+        Some(e) if !e.is_empty() => e,
+        _ if legacy_dn => return Err(RequestError::LegacyDnOnly),
+        _ => return Err(RequestError::MissingEmail),
+    };
+    let schema = match schema {
+        Some(s) if !s.is_empty() => ResponseSchema::from_uri(&s),
+        _ if root_is_mobilesync => ResponseSchema::MobileSync2006,
+        _ => ResponseSchema::Outlook2006a,
+    };
+    Ok(PoxRequest { email, schema })
+}
+
+/// `Autodiscover/Request/<field>`, names already lower-cased.
+fn field_at(path: &[String]) -> Option<Field> {
+    match path {
+        [root, request, field] if root == "autodiscover" && request == "request" => {
+            match field.as_str() {
+                "emailaddress" => Some(Field::Email),
+                "legacydn" => Some(Field::LegacyDn),
+                "acceptableresponseschema" => Some(Field::Schema),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Text counts only directly inside the field element, not inside children a
+/// client (or attacker) nested into it.
+fn direct_child_text(collecting: Option<(Field, usize)>, path: &[String]) -> bool {
+    collecting.is_some_and(|(_, depth)| depth == path.len())
+}
+
+fn declares_mobilesync(start: &BytesStart<'_>) -> bool {
+    start.attributes().flatten().any(|a| {
+        a.key.0.starts_with("xmlns")
+            && a.value
+                .to_ascii_lowercase()
+                .contains(MOBILESYNC_REQUEST_NS_MARKER)
+    })
+}
+
+/// The five predefined entities and character references; anything else is refused.
+fn resolve_reference(r: &BytesRef<'_>) -> Result<String, RequestError> {
+    if r.is_char_ref() {
+        return match r.resolve_char_ref() {
+            Ok(Some(c)) => Ok(c.to_string()),
+            _ => Err(RequestError::UnknownEntity),
+        };
+    }
+    quick_xml::escape::resolve_predefined_entity(r)
+        .map(str::to_owned)
+        .ok_or(RequestError::UnknownEntity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTLOOK: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">
+  <Request>
+    <EMailAddress>alice@example.org</EMailAddress>
+    <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>
+  </Request>
+</Autodiscover>"#;
+
+    fn with_email(inner: &str) -> String {
+        format!(
+            "<Autodiscover><Request><EMailAddress>{inner}</EMailAddress></Request></Autodiscover>"
+        )
+    }
+
+    #[test]
+    fn parses_the_documented_request() {
+        let r = parse_request(OUTLOOK.as_bytes()).unwrap();
+        assert_eq!(r.email, "alice@example.org");
+        assert_eq!(r.schema, ResponseSchema::Outlook2006a);
+    }
+
+    #[test]
+    fn ignores_case_prefixes_unknown_children_and_comments() {
+        let body = r#"<a:AUTODISCOVER xmlns:a="urn:x"><!-- hi --><a:request>
+            <x:Unknown xmlns:x="urn:y"><EMailAddress>evil@example.org</EMailAddress></x:Unknown>
+            <a:emailaddress>  Bob@Example.ORG </a:emailaddress>
+            <a:AcceptableResponseSchema>HTTP://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006</a:AcceptableResponseSchema>
+        </a:request></a:AUTODISCOVER>"#;
+        let r = parse_request(body.as_bytes()).unwrap();
+        assert_eq!(r.email, "Bob@Example.ORG");
+        assert_eq!(r.schema, ResponseSchema::MobileSync2006);
+    }
+
+    #[test]
+    fn missing_schema_follows_request_namespace() {
+        let outlook = with_email("a@example.org");
+        assert_eq!(
+            parse_request(outlook.as_bytes()).unwrap().schema,
+            ResponseSchema::Outlook2006a
+        );
+        let mobile = r#"<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/mobilesync/requestschema/2006"><Request><EMailAddress>a@example.org</EMailAddress></Request></Autodiscover>"#;
+        assert_eq!(
+            parse_request(mobile.as_bytes()).unwrap().schema,
+            ResponseSchema::MobileSync2006
+        );
+    }
+
+    #[test]
+    fn unknown_schema_is_kept() {
+        let body = r#"<Autodiscover><Request><EMailAddress>a@example.org</EMailAddress><AcceptableResponseSchema> urn:other </AcceptableResponseSchema></Request></Autodiscover>"#;
+        assert_eq!(
+            parse_request(body.as_bytes()).unwrap().schema,
+            ResponseSchema::Other("urn:other".into())
+        );
+    }
+
+    #[test]
+    fn predefined_entities_cdata_and_char_refs_are_unescaped() {
+        let r = parse_request(with_email("a&amp;b&#x40;<![CDATA[example]]>.org").as_bytes());
+        assert_eq!(r.unwrap().email, "a&b@example.org");
+    }
+
+    #[test]
+    fn refuses_doctype_and_entities() {
+        let xxe = r#"<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><Autodiscover><Request><EMailAddress>&x;</EMailAddress></Request></Autodiscover>"#;
+        assert!(matches!(
+            parse_request(xxe.as_bytes()),
+            Err(RequestError::Doctype)
+        ));
+        let undeclared = with_email("&x;@example.org");
+        assert!(matches!(
+            parse_request(undeclared.as_bytes()),
+            Err(RequestError::UnknownEntity)
+        ));
+        let outside = "<Autodiscover>&lol9;<Request><EMailAddress>a@example.org</EMailAddress></Request></Autodiscover>";
+        assert!(matches!(
+            parse_request(outside.as_bytes()),
+            Err(RequestError::UnknownEntity)
+        ));
+    }
+
+    #[test]
+    fn refuses_oversized_deep_truncated_and_non_utf8() {
+        let big = with_email(&"a".repeat(MAX_REQUEST_BYTES));
+        assert!(matches!(
+            parse_request(big.as_bytes()),
+            Err(RequestError::TooLarge)
+        ));
+        let deep = format!("<Autodiscover>{}", "<x>".repeat(100));
+        assert!(matches!(
+            parse_request(deep.as_bytes()),
+            Err(RequestError::TooDeep)
+        ));
+        assert!(matches!(
+            parse_request(b"<Autodiscover><Request>"),
+            Err(RequestError::Truncated)
+        ));
+        assert!(matches!(
+            parse_request(b"<Autodiscover>\xff</Autodiscover>"),
+            Err(RequestError::NotUtf8)
+        ));
+        assert!(matches!(
+            parse_request(b"<Autodiscover><a></b></Autodiscover>"),
+            Err(RequestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn missing_duplicate_and_legacy_dn() {
+        for body in [
+            "<Autodiscover><Request/></Autodiscover>",
+            "<Autodiscover><Request><EMailAddress/></Request></Autodiscover>",
+            "<Autodiscover><EMailAddress>a@example.org</EMailAddress></Autodiscover>",
+        ] {
+            assert!(
+                matches!(
+                    parse_request(body.as_bytes()),
+                    Err(RequestError::MissingEmail)
+                ),
+                "{body}"
+            );
+        }
+        let twice = "<Autodiscover><Request><EMailAddress>a@example.org</EMailAddress><EMailAddress>b@example.org</EMailAddress></Request></Autodiscover>";
+        assert!(matches!(
+            parse_request(twice.as_bytes()),
+            Err(RequestError::DuplicateEmail)
+        ));
+        let dn =
+            "<Autodiscover><Request><LegacyDN>/o=Org/cn=alice</LegacyDN></Request></Autodiscover>";
+        assert!(matches!(
+            parse_request(dn.as_bytes()),
+            Err(RequestError::LegacyDnOnly)
+        ));
+        assert!(matches!(
+            parse_request(b"<Other/>"),
+            Err(RequestError::NotAutodiscover)
+        ));
+        assert!(matches!(
+            parse_request(b""),
+            Err(RequestError::NotAutodiscover)
+        ));
+    }
+
+    #[test]
+    fn escaped_markup_comes_out_unescaped_and_the_address_check_refuses_it() {
+        for payload in [
+            "a&lt;script&gt;@example.org",
+            "a&amp;b&lt;@example.org",
+            "&quot;a&quot;@example.org",
+        ] {
+            let r = parse_request(with_email(payload).as_bytes()).unwrap();
+            assert!(r.email.contains(['<', '"']), "{}", r.email);
+            assert!(r.address().is_err(), "accepted {}", r.email);
+        }
+        // `&` alone is legal atext: accepted, and escaped again by the renderer.
+        let r = parse_request(with_email("a&amp;b@example.org").as_bytes()).unwrap();
+        assert_eq!(r.address().unwrap().local_part(), "a&b");
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_of_a_real_request() {
+        for end in 0..OUTLOOK.len() {
+            if OUTLOOK.is_char_boundary(end) {
+                let _ = parse_request(&OUTLOOK.as_bytes()[..end]);
+            }
+        }
+    }
+}
