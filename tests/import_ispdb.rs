@@ -91,12 +91,11 @@ fn read(xml: &[u8]) -> Doc {
                     (2, "incomingServer" | "outgoingServer") => doc.servers.push(server.clone()),
                     (3, "hostname") => server.hostname = value,
                     (3, "port") => server.port = value,
-                    (3, "socketType") => {
+                    (3, "socketType")
                         if server.socket_type.is_empty()
-                            && ["SSL", "STARTTLS", "plain"].contains(&value.as_str())
-                        {
-                            server.socket_type = value;
-                        }
+                            && ["SSL", "STARTTLS", "plain"].contains(&value.as_str()) =>
+                    {
+                        server.socket_type = value;
                     }
                     (3, "authentication") => {
                         if let Some(a) = Auth::from_name(&value) {
