@@ -218,7 +218,7 @@ fn dispatch(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>
             })
         }),
         Route::Pox => match *req.method {
-            Method::POST => pox(req.body, config),
+            Method::POST => pox(req.body, config, env.time_of_day),
             // A browser looking at the URL: a readable error document, not a bare 404.
             Method::GET | Method::HEAD => Reply::ok(autodiscover::render_error(autodiscover::ErrorCode::InvalidRequest, env.time_of_day)).no_store(),
             _ => Reply::method_not_allowed("GET, HEAD, POST"),
@@ -294,7 +294,7 @@ fn query_param<'q>(query: Option<&'q str>, keys: &[&str]) -> Option<Cow<'q, str>
         .map(|(_, v)| v)
 }
 
-fn pox(body: &[u8], config: &Config) -> Reply {
+fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
     let request = match autodiscover::parse_request(body) {
         Ok(r) => r,
         Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("malformed autodiscover request: {e}")),
@@ -306,7 +306,7 @@ fn pox(body: &[u8], config: &Config) -> Reply {
     let Some(provider) = config.provider_for_domain(address.domain()) else {
         return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
     };
-    Reply::ok(autodiscover::render(provider, &address, &request.schema))
+    Reply::ok(autodiscover::render_with_time(provider, &address, &request.schema, time_of_day))
         .no_store()
         .for_address(&address)
 }
@@ -329,7 +329,7 @@ fn json(query: Option<&str>, address_in_path: Option<&str>, config: &Config, hos
     };
     let protocol = query_param(query, &["protocol"]).unwrap_or_default();
     let answer = autodiscover::render_json(provider, &address, &protocol);
-    Reply::with_status(answer.status, answer.document).no_store().for_address(&address)
+    Reply::with_status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST), answer.document).no_store().for_address(&address)
 }
 
 #[cfg(test)]
