@@ -42,6 +42,14 @@ fn pox_body(address: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The real mobilesync request from the corpus, for an address in our domain.
+fn mobilesync_for(address: &str) -> Vec<u8> {
+    String::from_utf8(corpus("autodiscover-requests/wdes-mobilesync-request.xml"))
+        .unwrap()
+        .replace("test@example.org", address)
+        .into_bytes()
+}
+
 fn case(name: &'static str, raw: Vec<u8>, status: u16, content_type: Option<&'static str>, body_has: &'static [&'static str]) -> Case {
     Case { name, raw, status, content_type, body_has, body_lacks: &[] }
 }
@@ -111,7 +119,8 @@ fn cases() -> Vec<Case> {
         case("pox not XML", req("POST", ad, POX, "", b"hello"), 400, Some(TEXT), &["malformed autodiscover request"]),
         case("pox unconfigured domain", req("POST", ad, POX, "", &pox_body("eve@evil.example")), 404, Some(TEXT), &["unknown e-mail domain"]),
         case("pox markup in address", req("POST", ad, POX, "", &pox_body("&lt;b&gt;@example.com")), 400, Some(TEXT), &["invalid e-mail address"]),
-        case("pox mobilesync without activesync", req("POST", ad, POX, "", &corpus("autodiscover-requests/wdes-mobilesync-request.xml")), 200, Some(XML), &["<ErrorCode>"]),
+        case("pox mobilesync with activesync", req("POST", "autodiscover.other.example", POX, "", &mobilesync_for("carol@other.example")), 200, Some(XML), &["<Type>MobileSync</Type>", "https://eas.other.example/Microsoft-Server-ActiveSync"]),
+        case("pox mobilesync without activesync", req("POST", ad, POX, "", &mobilesync_for("test@example.com")), 200, Some(XML), &["<ErrorCode>"]),
         // Autodiscover v2 JSON
         case("json query form", get(ad, "/autodiscover/autodiscover.json?Email=alice%40example.com&Protocol=AutodiscoverV1"), 200, Some("application/json"), &["\"Url\":\"https://autodiscover.example.com/autodiscover/autodiscover.xml\""]),
         case("json v1.0 path form", get(ad, "/autodiscover/autodiscover.json/v1.0/alice@example.com?Protocol=AutodiscoverV1"), 200, Some("application/json"), &["AutodiscoverV1"]),
