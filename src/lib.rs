@@ -9,6 +9,7 @@
 //! - `http`: one request -> one reply: limits, routing, the request log
 //! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
+//! - `tls`: CMS signing of profiles with the TLS certificate and key
 //! - `app`: wiring only
 //! - `cli`, `commands`: the command line and its one-shot commands
 #![forbid(unsafe_code)]
@@ -24,3 +25,4 @@ pub mod model;
 pub mod render;
 pub mod server;
 pub mod signals;
+pub mod tls;
