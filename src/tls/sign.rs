@@ -1,5 +1,510 @@
-//! TEMPORARY stand-in until helper-cms merges.
+//! CMS SignedData (RFC 5652) around a served document, signed with the TLS certificate and key
+//! we already hold: the format of a signed Apple `.mobileconfig` (spec/apple-mobileconfig.md §6).
+//!
+//! Owns the DER structure and the choice of algorithms only. It must not load keys, read files
+//! or look at the clock: the caller passes the `CertifiedKey` it serves TLS with and the signing
+//! time, so the same input gives the same bytes (RSA PKCS#1 v1.5), or the same bytes but for
+//! the signature value (ECDSA, whose signatures are randomised).
+//!
+//! Apple acceptance: RSA PKCS#1 v1.5 with SHA-256 is the safe choice. ECDSA P-256 with SHA-256
+//! gives a CMS that OpenSSL verifies (see the tests), but Apple-side acceptance is unverified:
+//! no device was tested, no Apple document covers it, and the public reports of profiles
+//! signed with Let's Encrypt certificates (mailcow-dockerized#3681, fyr77/dns-mobileconfig#23,
+//! jawj/IKEv2-setup#116) use `openssl smime -sign` without saying which key type they had. If a
+//! device shows "Not Verified" for an ECDSA-signed profile whose chain is complete, sign with
+//! an RSA-2048 certificate instead (spec §6.1).
+
+use std::time::SystemTime;
+
+use aws_lc_rs::digest;
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use der::asn1::{GeneralizedTime, ObjectIdentifier, OctetString, SetOfVec, UtcTime};
+use der::{Any, DateTime, Decode, Encode};
+use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, SignatureScheme};
+use x509_cert::Certificate;
+use x509_cert::attr::Attribute;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_cert::time::Time;
+
+/// id-data, RFC 5652 §4: the eContentType of a plain byte payload.
+const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
+/// id-signedData, RFC 5652 §5.1.
+const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+/// id-contentType, RFC 5652 §11.1.
+const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+/// id-messageDigest, RFC 5652 §11.2.
+const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+/// id-signingTime, RFC 5652 §11.3.
+const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+/// id-sha256, RFC 5754 §2.2.
+const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// ecdsa-with-SHA256, RFC 5754 §3.3.
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+/// sha256WithRSAEncryption, RFC 5754 §3.2.
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+
+/// The TLS signature schemes whose output is exactly a CMS signature value over SHA-256:
+/// rustls's aws-lc-rs signers return a DER `ECDSA-Sig-Value` for ECDSA_NISTP256_SHA256 and a
+/// PKCS#1 v1.5 block for RSA_PKCS1_SHA256, each over SHA-256 of the message. RSA-PSS is left
+/// out on purpose: it would need RSASSA-PSS parameters in the AlgorithmIdentifier.
+const SCHEMES: [SignatureScheme; 2] = [
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA256,
+];
+
+/// Why a profile could not be signed. Every case is a problem with the certificate or key
+/// handed in (or a bug), not with the content: callers serve the profile unsigned and log it.
 #[derive(Debug, thiserror::Error)]
-#[error("signing not available")]
-pub struct SignError;
-pub fn sign_profile(_c: &[u8], _k: &rustls::sign::CertifiedKey, _t: std::time::SystemTime) -> Result<Vec<u8>, SignError> { Err(SignError) }
+pub enum SignError {
+    #[error("certified key has no certificate")]
+    NoCertificate,
+    #[error("certificate {index} of the chain is not a DER X.509 certificate")]
+    Certificate {
+        index: usize,
+        #[source]
+        source: der::Error,
+    },
+    /// Re-encoding would change the signed bytes of the certificate and break its signature.
+    #[error("certificate {index} of the chain is not canonical DER")]
+    CertificateNotCanonical { index: usize },
+    #[error("signing key does not match the leaf certificate")]
+    KeyMismatch(#[source] rustls::Error),
+    #[error(
+        "signing key ({algorithm:?}) supports neither ECDSA P-256 nor RSA PKCS#1 v1.5 with SHA-256"
+    )]
+    UnsupportedKey {
+        algorithm: rustls::SignatureAlgorithm,
+    },
+    #[error("signing time cannot be encoded")]
+    SigningTime(#[source] der::Error),
+    #[error("signing key failed to sign")]
+    Sign(#[source] rustls::Error),
+    #[error("cannot encode the CMS structure")]
+    Encode(#[source] der::Error),
+}
+
+/// Wraps `content` (the XML plist) in a DER CMS SignedData (RFC 5652), content attached
+/// (id-data eContent), SHA-256 digest, signed attributes contentType, messageDigest,
+/// signingTime; certificates = the chain in `key.cert` (leaf + intermediates, as served in
+/// TLS); signer identified by issuerAndSerialNumber of the leaf.
+///
+/// The signature comes from `key.key`, the same rustls signing key used for TLS: ECDSA P-256
+/// (ecdsa-with-SHA256) or RSA (sha256WithRSAEncryption, PKCS#1 v1.5).
+///
+/// # Errors
+/// [`SignError`]: an empty or malformed chain, a key that does not match the leaf or cannot
+/// sign with one of the two schemes (e.g. ECDSA P-384), a signing time before 1970.
+pub fn sign_profile(
+    content: &[u8],
+    key: &CertifiedKey,
+    signing_time: SystemTime,
+) -> Result<Vec<u8>, SignError> {
+    let chain = parse_chain(key)?;
+    let leaf = chain.first().ok_or(SignError::NoCertificate)?;
+
+    // A key that does not belong to the leaf still yields a well-formed CMS, which the device
+    // then shows as "Not Verified" with no reason; catch it here where it can be logged.
+    // `Unknown` means the key cannot report its public key (e.g. an HSM): nothing to compare.
+    match key.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(e) => return Err(SignError::KeyMismatch(e)),
+    }
+
+    let signer = key
+        .key
+        .choose_scheme(&SCHEMES)
+        .ok_or(SignError::UnsupportedKey {
+            algorithm: key.key.algorithm(),
+        })?;
+    let signature_algorithm = match signer.scheme() {
+        // RFC 5758 §3.2: parameters MUST be absent for ecdsa-with-SHA256.
+        SignatureScheme::ECDSA_NISTP256_SHA256 => AlgorithmIdentifierOwned {
+            oid: ECDSA_WITH_SHA256,
+            parameters: None,
+        },
+        // RFC 5754 §3.2: parameters MUST be NULL for sha256WithRSAEncryption.
+        SignatureScheme::RSA_PKCS1_SHA256 => AlgorithmIdentifierOwned {
+            oid: SHA256_WITH_RSA,
+            parameters: Some(Any::null()),
+        },
+        _ => {
+            return Err(SignError::UnsupportedKey {
+                algorithm: key.key.algorithm(),
+            });
+        }
+    };
+    // RFC 5754 §2: absent parameters are preferred for SHA-2 (OpenSSL writes them absent too).
+    let sha256 = AlgorithmIdentifierOwned {
+        oid: ID_SHA256,
+        parameters: None,
+    };
+
+    let message_digest = digest::digest(&digest::SHA256, content);
+    let signed_attrs = SetOfVec::try_from(vec![
+        attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA))?,
+        attribute(
+            ID_MESSAGE_DIGEST,
+            Any::encode_from(
+                &OctetString::new(message_digest.as_ref()).map_err(SignError::Encode)?,
+            ),
+        )?,
+        attribute(ID_SIGNING_TIME, Any::encode_from(&cms_time(signing_time)?))?,
+    ])
+    .map_err(SignError::Encode)?;
+
+    // RFC 5652 §5.4: the signature covers the DER of the attributes as an explicit SET OF
+    // (tag 0x31), not the [0] IMPLICIT form they take inside SignerInfo. `SetOfVec` encodes
+    // with the SET tag and keeps its elements in DER order.
+    let to_sign = signed_attrs.to_der().map_err(SignError::Encode)?;
+    let signature = signer.sign(&to_sign).map_err(SignError::Sign)?;
+
+    let signer_info = SignerInfo {
+        // RFC 5652 §5.3: version 1 with issuerAndSerialNumber.
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: leaf.tbs_certificate.issuer.clone(),
+            serial_number: leaf.tbs_certificate.serial_number.clone(),
+        }),
+        digest_alg: sha256.clone(),
+        signed_attrs: Some(signed_attrs),
+        signature_algorithm,
+        signature: OctetString::new(signature).map_err(SignError::Encode)?,
+        unsigned_attrs: None,
+    };
+
+    let certificates = CertificateSet::try_from(
+        chain
+            .into_iter()
+            .map(CertificateChoices::Certificate)
+            .collect::<Vec<_>>(),
+    )
+    .map_err(SignError::Encode)?;
+
+    let signed_data = SignedData {
+        // RFC 5652 §5.1: version 1 with id-data content, X.509 certificates only, v1 signers.
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(SignError::Encode)?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: Some(
+                Any::encode_from(&OctetString::new(content).map_err(SignError::Encode)?)
+                    .map_err(SignError::Encode)?,
+            ),
+        },
+        certificates: Some(certificates),
+        crls: None,
+        signer_infos: SignerInfos::try_from(vec![signer_info]).map_err(SignError::Encode)?,
+    };
+
+    ContentInfo {
+        content_type: ID_SIGNED_DATA,
+        content: Any::encode_from(&signed_data).map_err(SignError::Encode)?,
+    }
+    .to_der()
+    .map_err(SignError::Encode)
+}
+
+/// Decodes the served chain, leaf first. The CMS re-encodes every certificate, so each must
+/// come back byte for byte or its own signature would no longer verify.
+fn parse_chain(key: &CertifiedKey) -> Result<Vec<Certificate>, SignError> {
+    key.cert
+        .iter()
+        .enumerate()
+        .map(|(index, der)| {
+            let cert = Certificate::from_der(der.as_ref())
+                .map_err(|source| SignError::Certificate { index, source })?;
+            let again = cert.to_der().map_err(SignError::Encode)?;
+            if again.as_slice() != der.as_ref() {
+                return Err(SignError::CertificateNotCanonical { index });
+            }
+            Ok(cert)
+        })
+        .collect()
+}
+
+fn attribute(oid: ObjectIdentifier, value: der::Result<Any>) -> Result<Attribute, SignError> {
+    let value = value.map_err(SignError::Encode)?;
+    Ok(Attribute {
+        oid,
+        values: SetOfVec::try_from(vec![value]).map_err(SignError::Encode)?,
+    })
+}
+
+/// RFC 5652 §11.3: signingTime is UTCTime for 1950-2049 and GeneralizedTime otherwise;
+/// x509-cert's `Time::try_from(SystemTime)` always picks GeneralizedTime, hence this.
+fn cms_time(t: SystemTime) -> Result<Time, SignError> {
+    let dt = DateTime::from_system_time(t).map_err(SignError::SigningTime)?;
+    if dt.year() < 2050 {
+        Ok(Time::UtcTime(
+            UtcTime::from_date_time(dt).map_err(SignError::SigningTime)?,
+        ))
+    } else {
+        Ok(Time::GeneralTime(GeneralizedTime::from_date_time(dt)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::path::Path;
+    use std::process::{Command, Output};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    const PLIST: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+<plist version=\"1.0\">\n<dict>\n\t<key>PayloadType</key>\n\t<string>Configuration</string>\n</dict>\n</plist>\n";
+
+    /// 2023-11-14T22:13:20Z: a fixed time, so a failure reproduces.
+    fn signing_time() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    /// A throw-away root -> intermediate -> leaf, the leaf a TLS server certificate like the
+    /// ACME one (serverAuth only), with the leaf key as rustls loads it for TLS.
+    struct Pki {
+        root_pem: String,
+        key: CertifiedKey,
+    }
+
+    fn ca_params(cn: &str, constraint: BasicConstraints) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(constraint);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p
+    }
+
+    fn pki(leaf_alg: &'static rcgen::SignatureAlgorithm) -> Pki {
+        let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let root_params = ca_params("mailconfd test root", BasicConstraints::Unconstrained);
+        let root = root_params.self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root_params, &root_key);
+
+        let inter_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let inter_params = ca_params(
+            "mailconfd test intermediate",
+            BasicConstraints::Constrained(0),
+        );
+        let inter = inter_params.signed_by(&inter_key, &root_issuer).unwrap();
+        let inter_issuer = Issuer::new(inter_params, &inter_key);
+
+        let leaf_key = KeyPair::generate_for(leaf_alg).unwrap();
+        let mut leaf_params =
+            CertificateParams::new(vec!["autoconfig.example.org".to_owned()]).unwrap();
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "autoconfig.example.org");
+        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = leaf_params.signed_by(&leaf_key, &inter_issuer).unwrap();
+
+        let signing_key = any_supported_type(&PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            leaf_key.serialize_der(),
+        )))
+        .unwrap();
+        Pki {
+            root_pem: root.pem(),
+            key: CertifiedKey::new(vec![leaf.der().clone(), inter.der().clone()], signing_key),
+        }
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) -> Output {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed to run these tests (apt-get install openssl)")
+    }
+
+    /// Signs `PLIST` with `pki`, then checks the result the way a client would: OpenSSL
+    /// verifies the chain to the root and extracts exactly the content; the structure carries
+    /// the three signed attributes and the leaf and intermediate but not the root; a changed
+    /// content byte fails verification.
+    fn sign_and_verify_with_openssl(pki: &Pki, signature_alg_name: &str) {
+        let signed = sign_profile(PLIST, &pki.key, signing_time()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root.pem"), &pki.root_pem).unwrap();
+        std::fs::write(dir.path().join("signed"), &signed).unwrap();
+
+        let verify = [
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "signed",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "any",
+            "-out",
+            "extracted",
+        ];
+        let out = openssl(dir.path(), &verify);
+        assert!(
+            out.status.success(),
+            "openssl cms -verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(dir.path().join("extracted")).unwrap(), PLIST);
+
+        let out = openssl(
+            dir.path(),
+            &[
+                "cms", "-cmsout", "-print", "-inform", "DER", "-in", "signed",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dump = String::from_utf8_lossy(&out.stdout);
+        for attr in ["contentType", "messageDigest", "signingTime"] {
+            assert_eq!(
+                dump.matches(&format!("object: {attr} ")).count(),
+                1,
+                "{attr} in:\n{dump}"
+            );
+        }
+        assert!(dump.contains("UTCTIME:Nov 14 22:13:20 2023 GMT"), "{dump}");
+        assert!(
+            dump.contains("algorithm: sha256 (2.16.840.1.101.3.4.2.1)"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains(signature_alg_name),
+            "{signature_alg_name} in:\n{dump}"
+        );
+        assert_eq!(dump.matches("d.certificate:").count(), 2, "{dump}");
+        assert!(
+            dump.contains("subject: CN=autoconfig.example.org"),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("subject: CN=mailconfd test intermediate"),
+            "{dump}"
+        );
+        assert!(!dump.contains("subject: CN=mailconfd test root"), "{dump}");
+
+        let at = signed
+            .windows(PLIST.len())
+            .position(|w| w == PLIST)
+            .expect("the content is attached verbatim");
+        let mut tampered = signed.clone();
+        tampered[at + PLIST.len() / 2] ^= 0x01;
+        std::fs::write(dir.path().join("signed"), &tampered).unwrap();
+        let out = openssl(dir.path(), &verify);
+        assert!(
+            !out.status.success(),
+            "a changed content byte must not verify"
+        );
+    }
+
+    #[test]
+    fn ecdsa_p256_profile_verifies_with_openssl() {
+        sign_and_verify_with_openssl(&pki(&rcgen::PKCS_ECDSA_P256_SHA256), "ecdsa-with-SHA256");
+    }
+
+    #[test]
+    fn rsa_2048_profile_verifies_with_openssl() {
+        sign_and_verify_with_openssl(&pki(&rcgen::PKCS_RSA_SHA256), "sha256WithRSAEncryption");
+    }
+
+    #[test]
+    fn signed_attributes_are_der_sorted_and_content_is_attached() {
+        let pki = pki(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let signed = sign_profile(PLIST, &pki.key, signing_time()).unwrap();
+        let ci = ContentInfo::from_der(&signed).unwrap();
+        assert_eq!(ci.content_type, ID_SIGNED_DATA);
+        let sd: SignedData = ci.content.decode_as().unwrap();
+        assert_eq!(sd.version, CmsVersion::V1);
+        let econtent = sd.encap_content_info.econtent.unwrap();
+        assert_eq!(
+            econtent.decode_as::<OctetString>().unwrap().as_bytes(),
+            PLIST
+        );
+        let si = sd.signer_infos.0.get(0).unwrap();
+        // Decoding a SET OF in DER order succeeds only if the encoder sorted it; the order
+        // is fixed by the encodings' lengths: contentType, signingTime, messageDigest.
+        let oids: Vec<_> = si
+            .signed_attrs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|a| a.oid)
+            .collect();
+        assert_eq!(oids, [ID_CONTENT_TYPE, ID_SIGNING_TIME, ID_MESSAGE_DIGEST]);
+        let SignerIdentifier::IssuerAndSerialNumber(sid) = &si.sid else {
+            panic!("signer must be identified by issuerAndSerialNumber");
+        };
+        let leaf = Certificate::from_der(pki.key.cert[0].as_ref()).unwrap();
+        assert_eq!(sid.issuer, leaf.tbs_certificate.issuer);
+        assert_eq!(sid.serial_number, leaf.tbs_certificate.serial_number);
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_refused() {
+        let a = pki(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let b = pki(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let mixed = CertifiedKey::new(a.key.cert.clone(), b.key.key.clone());
+        let err = sign_profile(PLIST, &mixed, signing_time()).unwrap_err();
+        assert!(matches!(err, SignError::KeyMismatch(_)), "{err:?}");
+    }
+
+    #[test]
+    fn p384_key_is_refused() {
+        let pki = pki(&rcgen::PKCS_ECDSA_P384_SHA384);
+        let err = sign_profile(PLIST, &pki.key, signing_time()).unwrap_err();
+        assert!(matches!(err, SignError::UnsupportedKey { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn empty_or_broken_chain_is_refused() {
+        let pki = pki(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let empty = CertifiedKey::new(Vec::new(), pki.key.key.clone());
+        let err = sign_profile(PLIST, &empty, signing_time()).unwrap_err();
+        assert!(matches!(err, SignError::NoCertificate), "{err:?}");
+
+        let garbage = CertifiedKey::new(
+            vec![
+                pki.key.cert[0].clone(),
+                CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+            ],
+            pki.key.key.clone(),
+        );
+        let err = sign_profile(PLIST, &garbage, signing_time()).unwrap_err();
+        assert!(
+            matches!(err, SignError::Certificate { index: 1, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn signing_time_is_utc_time_until_2049() {
+        let y2049 = UNIX_EPOCH + Duration::from_secs(2_524_607_999); // 2049-12-31T23:59:59Z
+        assert!(matches!(cms_time(y2049).unwrap(), Time::UtcTime(_)));
+        assert!(matches!(
+            cms_time(y2049 + Duration::from_secs(1)).unwrap(),
+            Time::GeneralTime(_)
+        ));
+        assert!(matches!(
+            cms_time(UNIX_EPOCH - Duration::from_secs(1)),
+            Err(SignError::SigningTime(_))
+        ));
+    }
+}
