@@ -19,10 +19,10 @@ use crate::certs::manager::Manager;
 use crate::certs::{Issuer, files};
 use crate::config::{self, Config, TlsMode};
 use crate::http::{Hooks, NoHooks, Shared};
-use crate::store::{SledStore, Store};
-use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
 use crate::server::{self, Listener};
 use crate::signals;
+use crate::store::{SledStore, Store};
+use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
 
 /// Listening sockets, bound before anything else starts.
 pub struct Bound {
@@ -58,8 +58,12 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     }
     .with_context(|| format!("creating a socket for {addr}"))?;
     socket.set_reuseaddr(true).context("setting SO_REUSEADDR")?;
-    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
-    socket.listen(1024).with_context(|| format!("listening on {addr}"))
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
+    socket
+        .listen(1024)
+        .with_context(|| format!("listening on {addr}"))
 }
 
 /// What `run` needs.
@@ -124,13 +128,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
         TlsMode::Acme | TlsMode::Local => {
-            let store: Arc<dyn Store> = Arc::new(SledStore::open(&state_dir).context("opening the state database")?);
+            let store: Arc<dyn Store> =
+                Arc::new(SledStore::open(&state_dir).context("opening the state database")?);
             let issuer: Arc<dyn Issuer> = if tls_mode == TlsMode::Local {
                 let local = LocalIssuer::open(&store, &state_dir, key_type)?;
                 tracing::info!(ca_file = %local::ca_file(&state_dir).display(), "local CA: clients must trust this file");
                 Arc::new(local)
             } else {
-                Arc::new(AcmeIssuer::new(acme_config.clone(), key_type, store.clone(), resolver.clone()))
+                Arc::new(AcmeIssuer::new(
+                    acme_config.clone(),
+                    key_type,
+                    store.clone(),
+                    resolver.clone(),
+                ))
             };
             let manager = Manager {
                 store: store.clone(),
@@ -157,15 +167,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let acceptor: Arc<dyn server::Acceptor> = Arc::new(TlsAcceptor::new(resolver.clone()));
         for tcp in bound.https {
             tracing::info!(listen = %display_addr(&tcp), scheme = "https", "listening");
-            listeners.push(Listener { tcp, tls: Some(acceptor.clone()) });
+            listeners.push(Listener {
+                tcp,
+                tls: Some(acceptor.clone()),
+            });
         }
     }
     let hooks: Arc<dyn Hooks> = if tls_mode == TlsMode::Off {
         Arc::new(NoHooks)
     } else {
-        Arc::new(EdgeHooks { resolver: resolver.clone() })
+        Arc::new(EdgeHooks {
+            resolver: resolver.clone(),
+        })
     };
-    let shared = Arc::new(Shared { config: config_rx, hooks });
+    let shared = Arc::new(Shared {
+        config: config_rx,
+        hooks,
+    });
 
     let reloader = {
         let shutdown = shutdown.clone();
@@ -203,7 +221,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 }
 
 fn display_addr(tcp: &TcpListener) -> String {
-    tcp.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string())
+    tcp.local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
 }
 
 /// Loads and validates the whole file; on any problem the old config stays.
@@ -223,9 +242,18 @@ async fn reload_config(path: &Path, tx: &watch::Sender<Arc<Config>>) {
     };
     let old = tx.borrow().clone();
     for (key, changed) in [
-        ("server.http_listen", old.server.http_listen != new.server.http_listen),
-        ("server.https_listen", old.server.https_listen != new.server.https_listen),
-        ("server.state_dir", old.server.state_dir != new.server.state_dir),
+        (
+            "server.http_listen",
+            old.server.http_listen != new.server.http_listen,
+        ),
+        (
+            "server.https_listen",
+            old.server.https_listen != new.server.https_listen,
+        ),
+        (
+            "server.state_dir",
+            old.server.state_dir != new.server.state_dir,
+        ),
         ("tls.mode", old.tls.mode != new.tls.mode),
         ("acme", old.acme != new.acme),
     ] {

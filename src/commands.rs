@@ -47,18 +47,35 @@ pub fn check(path: &Path) -> Result<(Config, String), CommandError> {
 /// unsigned: signing needs the certificate the running daemon holds).
 pub fn render(path: &Path, email: &str, format: Format) -> Result<Vec<u8>, CommandError> {
     let config = config::load(path)?;
-    let address = EmailAddress::parse(email).map_err(|e| CommandError::Other(format!("--email: {e}")))?;
+    let address =
+        EmailAddress::parse(email).map_err(|e| CommandError::Other(format!("--email: {e}")))?;
     let provider = config
         .provider_for_domain(address.domain())
-        .ok_or_else(|| CommandError::Other(format!("--email: no provider serves the domain {}", address.domain())))?;
+        .ok_or_else(|| {
+            CommandError::Other(format!(
+                "--email: no provider serves the domain {}",
+                address.domain()
+            ))
+        })?;
     let doc = match format {
         Format::Thunderbird => thunderbird::render(provider, Some(&address)),
-        Format::Autodiscover => autodiscover::render(provider, &address, &autodiscover::ResponseSchema::Outlook2006a),
-        Format::AutodiscoverJson => autodiscover::render_json(provider, &address, "AutodiscoverV1").document,
+        Format::Autodiscover => autodiscover::render(
+            provider,
+            &address,
+            &autodiscover::ResponseSchema::Outlook2006a,
+        ),
+        Format::AutodiscoverJson => {
+            autodiscover::render_json(provider, &address, "AutodiscoverV1").document
+        }
         Format::Mobileconfig => mobileconfig::render(provider, &address),
         Format::MtaSts => match &provider.mta_sts {
             Some(policy) => mta_sts::render(policy),
-            None => return Err(CommandError::Other(format!("provider {} has no [provider.mta_sts]", provider.id))),
+            None => {
+                return Err(CommandError::Other(format!(
+                    "provider {} has no [provider.mta_sts]",
+                    provider.id
+                )));
+            }
         },
     };
     Ok(doc.body)
@@ -68,7 +85,10 @@ pub fn render(path: &Path, email: &str, format: Format) -> Result<Vec<u8>, Comma
 pub fn dns(path: &Path, only: Option<&str>) -> Result<String, CommandError> {
     let config = config::load(path)?;
     let only = only
-        .map(|d| crate::address::normalize_domain(d).map_err(|e| CommandError::Other(format!("--domain: {e}"))))
+        .map(|d| {
+            crate::address::normalize_domain(d)
+                .map_err(|e| CommandError::Other(format!("--domain: {e}")))
+        })
         .transpose()?;
     let mut out = String::new();
     let mut found = false;
@@ -77,21 +97,34 @@ pub fn dns(path: &Path, only: Option<&str>) -> Result<String, CommandError> {
             continue;
         }
         found = true;
-        out.push_str(&dns::render(provider, domain, config.server.public_name.as_deref()));
+        out.push_str(&dns::render(
+            provider,
+            domain,
+            config.server.public_name.as_deref(),
+        ));
         out.push('\n');
     }
     if !found {
-        return Err(CommandError::Other(format!("--domain: {} is not configured", only.unwrap_or_default())));
+        return Err(CommandError::Other(format!(
+            "--domain: {} is not configured",
+            only.unwrap_or_default()
+        )));
     }
     Ok(out)
 }
 
 /// `import`: a `[[provider]]` block from a config-v1.1.xml file.
 pub fn import(file: &Path) -> Result<String, CommandError> {
-    let meta = std::fs::metadata(file).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))?;
+    let meta = std::fs::metadata(file)
+        .map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))?;
     if meta.len() > import::MAX_INPUT_BYTES as u64 {
-        return Err(CommandError::Other(format!("{}: larger than {} bytes", file.display(), import::MAX_INPUT_BYTES)));
+        return Err(CommandError::Other(format!(
+            "{}: larger than {} bytes",
+            file.display(),
+            import::MAX_INPUT_BYTES
+        )));
     }
-    let bytes = std::fs::read(file).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))?;
     import::import(&bytes).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))
 }

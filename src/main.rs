@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => {
             init_tracing();
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => return fail(&format!("starting the runtime: {e}"), 1),
             };
@@ -35,7 +38,11 @@ fn main() -> ExitCode {
             }
             Err(e) => command_failed(e),
         },
-        Command::Render { config, email, format } => match commands::render(&config.path, &email, format) {
+        Command::Render {
+            config,
+            email,
+            format,
+        } => match commands::render(&config.path, &email, format) {
             Ok(bytes) => write_stdout(&bytes),
             Err(e) => command_failed(e),
         },

@@ -42,7 +42,10 @@ pub const MAX_H2_STREAMS: u32 = 32;
 
 /// Turns an accepted TCP stream into the stream HTTP runs on (TLS for https).
 pub trait Acceptor: Send + Sync + 'static {
-    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>>;
+    fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>>;
 }
 
 /// A byte stream hyper can serve.
@@ -75,12 +78,24 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: Canc
         let _ = l.await;
     }
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!(open = tracker.len(), "connections still open after the shutdown grace period; closing them");
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tracker.len(),
+            "connections still open after the shutdown grace period; closing them"
+        );
     }
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>, limits: Arc<ConnectionLimits>, tracker: TaskTracker, shutdown: CancellationToken) {
+async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    limits: Arc<ConnectionLimits>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let local = listener.tcp.local_addr().ok();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -108,17 +123,25 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, limits: Arc<Connec
             let secure = tls.is_some();
             let io: Box<dyn Io> = match tls {
                 None => Box::new(tcp),
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Some(io)) => io,
-                    _ => return,
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Some(io)) => io,
+                        _ => return,
+                    }
+                }
             };
             serve_connection(io, peer, secure, shared, shutdown).await;
         });
     }
 }
 
-async fn serve_connection(io: Box<dyn Io>, peer: SocketAddr, secure: bool, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn serve_connection(
+    io: Box<dyn Io>,
+    peer: SocketAddr,
+    secure: bool,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
     let info = ConnInfo {
         peer,
         secure,
@@ -178,7 +201,10 @@ impl ConnectionLimits {
 
     fn admit(&self, ip: IpAddr) -> Option<ConnectionPermit> {
         let global = self.global.clone().try_acquire_owned().ok()?;
-        let mut per_ip = self.per_ip.lock().expect("per-IP map lock is never poisoned: no panics while held");
+        let mut per_ip = self
+            .per_ip
+            .lock()
+            .expect("per-IP map lock is never poisoned: no panics while held");
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= MAX_CONNECTIONS_PER_IP {
             return None;
@@ -194,7 +220,10 @@ impl ConnectionLimits {
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        let mut per_ip = self.per_ip.lock().expect("per-IP map lock is never poisoned: no panics while held");
+        let mut per_ip = self
+            .per_ip
+            .lock()
+            .expect("per-IP map lock is never poisoned: no panics while held");
         if let Some(count) = per_ip.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
@@ -212,7 +241,9 @@ mod tests {
     fn per_ip_cap_is_enforced_and_released() {
         let limits = ConnectionLimits::new();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let held: Vec<_> = (0..MAX_CONNECTIONS_PER_IP).map(|_| limits.admit(ip).unwrap()).collect();
+        let held: Vec<_> = (0..MAX_CONNECTIONS_PER_IP)
+            .map(|_| limits.admit(ip).unwrap())
+            .collect();
         assert!(limits.admit(ip).is_none());
         assert!(limits.admit("192.0.2.2".parse().unwrap()).is_some());
         drop(held);

@@ -110,8 +110,16 @@ impl SledStore {
             // A few MB of cache is plenty: the hot data lives in memory anyway.
             .cache_capacity(8 * 1024 * 1024)
             .open()
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let tree = |name: &str| db.open_tree(name).map_err(|source| StoreError::Open { path: path.clone(), source });
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })
+        };
         Ok(SledStore {
             accounts: tree("accounts")?,
             certs: tree("certs")?,
@@ -121,14 +129,22 @@ impl SledStore {
         })
     }
 
-    fn get_json<T: for<'de> Deserialize<'de>>(tree: &sled::Tree, name: &'static str, key: &str) -> Result<Option<T>, StoreError> {
+    fn get_json<T: for<'de> Deserialize<'de>>(
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         match tree.get(key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Corrupt {
-                tree: name,
-                key: key.to_owned(),
-                source,
-            }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt {
+                        tree: name,
+                        key: key.to_owned(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -141,14 +157,22 @@ impl SledStore {
 
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    let err = |source| StoreError::CreateDir { path: dir.to_owned(), source };
+    let err = |source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    };
     if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
     }
     // Existing directories (e.g. made by systemd's StateDirectory=) are tightened too.
     let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700)).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -167,7 +191,8 @@ impl Store for SledStore {
     }
 
     fn put_cert(&self, domain: &str, record: &CertRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).expect("CertRecord serializes: plain strings and integers");
+        let bytes =
+            serde_json::to_vec(record).expect("CertRecord serializes: plain strings and integers");
         self.put_flushed(&self.certs, domain, &bytes)
     }
 
@@ -176,7 +201,11 @@ impl Store for SledStore {
         for item in self.certs.iter() {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let record = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt { tree: "certs", key: key.clone(), source })?;
+            let record = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                tree: "certs",
+                key: key.clone(),
+                source,
+            })?;
             out.push((key, record));
         }
         Ok(out)
@@ -187,7 +216,8 @@ impl Store for SledStore {
     }
 
     fn put_status(&self, domain: &str, status: &DomainStatus) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(status).expect("DomainStatus serializes: plain strings and integers");
+        let bytes = serde_json::to_vec(status)
+            .expect("DomainStatus serializes: plain strings and integers");
         self.put_flushed(&self.status, domain, &bytes)
     }
 
@@ -229,15 +259,29 @@ mod tests {
             let store = SledStore::open(&state).unwrap();
             store.put_cert("example.com", &record(1)).unwrap();
             store.put_account("https://ca/dir", b"{}").unwrap();
-            store.put_status("example.com", &DomainStatus { failures: 2, ..Default::default() }).unwrap();
+            store
+                .put_status(
+                    "example.com",
+                    &DomainStatus {
+                        failures: 2,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
         }
         let store = SledStore::open(&state).unwrap();
         assert_eq!(store.cert("example.com").unwrap(), Some(record(1)));
-        assert_eq!(store.account("https://ca/dir").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert_eq!(
+            store.account("https://ca/dir").unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
         assert_eq!(store.status("example.com").unwrap().unwrap().failures, 2);
         assert_eq!(store.certs().unwrap().len(), 1);
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]
@@ -245,6 +289,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         store.certs.insert("bad.example", &b"not json"[..]).unwrap();
-        assert!(matches!(store.cert("bad.example"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.cert("bad.example"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
-    NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 
@@ -32,7 +32,12 @@ pub struct AcmeIssuer {
 }
 
 impl AcmeIssuer {
-    pub fn new(config: AcmeConfig, key_type: KeyType, store: Arc<dyn Store>, resolver: Arc<CertResolver>) -> AcmeIssuer {
+    pub fn new(
+        config: AcmeConfig,
+        key_type: KeyType,
+        store: Arc<dyn Store>,
+        resolver: Arc<CertResolver>,
+    ) -> AcmeIssuer {
         AcmeIssuer {
             config,
             key_type,
@@ -57,24 +62,41 @@ impl AcmeIssuer {
             return Ok(a.clone());
         }
         let dir = &self.config.directory_url;
-        let stored = self.store.account(dir).map_err(|e| IssueError::new(format!("{e:#}")))?;
+        let stored = self
+            .store
+            .account(dir)
+            .map_err(|e| IssueError::new(format!("{e:#}")))?;
         let account = match stored.filter(|b| !b.is_empty()) {
             Some(bytes) => {
-                let credentials: AccountCredentials =
-                    serde_json::from_slice(&bytes).map_err(|e| IssueError::new(format!("stored ACME account is corrupt: {e}")))?;
-                self.builder()?.from_credentials(credentials).await.map_err(acme_error)?
+                let credentials: AccountCredentials = serde_json::from_slice(&bytes)
+                    .map_err(|e| IssueError::new(format!("stored ACME account is corrupt: {e}")))?;
+                self.builder()?
+                    .from_credentials(credentials)
+                    .await
+                    .map_err(acme_error)?
             }
             None => {
                 let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
-                let eab = self.config.eab.as_ref().map(|e| ExternalAccountKey::new(e.kid.clone(), &e.hmac_key));
+                let eab = self
+                    .config
+                    .eab
+                    .as_ref()
+                    .map(|e| ExternalAccountKey::new(e.kid.clone(), &e.hmac_key));
                 let new = NewAccount {
                     contact: &contact,
                     terms_of_service_agreed: true,
                     only_return_existing: false,
                 };
-                let (account, credentials) = self.builder()?.create(&new, dir.clone(), eab.as_ref()).await.map_err(acme_error)?;
-                let bytes = serde_json::to_vec(&credentials).map_err(|e| IssueError::new(e.to_string()))?;
-                self.store.put_account(dir, &bytes).map_err(|e| IssueError::new(format!("{e:#}")))?;
+                let (account, credentials) = self
+                    .builder()?
+                    .create(&new, dir.clone(), eab.as_ref())
+                    .await
+                    .map_err(acme_error)?;
+                let bytes =
+                    serde_json::to_vec(&credentials).map_err(|e| IssueError::new(e.to_string()))?;
+                self.store
+                    .put_account(dir, &bytes)
+                    .map_err(|e| IssueError::new(format!("{e:#}")))?;
                 tracing::info!(directory = %dir, "ACME account created");
                 account
             }
@@ -91,17 +113,30 @@ impl AcmeIssuer {
 
     async fn order(&self, names: &[String]) -> Result<Issued, IssueError> {
         let account = self.account().await?;
-        let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let identifiers: Vec<Identifier> =
+            names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
             Ok(o) => o,
-            Err(instant_acme::Error::Api(p)) if p.r#type.as_deref().is_some_and(|t| t.ends_with(":accountDoesNotExist")) => {
+            Err(instant_acme::Error::Api(p))
+                if p.r#type
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(":accountDoesNotExist")) =>
+            {
                 tracing::warn!("the CA does not know the stored ACME account; creating a new one");
                 self.forget_account().await;
-                self.account().await?.new_order(&NewOrder::new(&identifiers)).await.map_err(acme_error)?
+                self.account()
+                    .await?
+                    .new_order(&NewOrder::new(&identifiers))
+                    .await
+                    .map_err(acme_error)?
             }
             Err(e) => return Err(acme_error(e)),
         };
-        let mut provisioned = Provisioned { resolver: &self.resolver, alpn: Vec::new(), http: Vec::new() };
+        let mut provisioned = Provisioned {
+            resolver: &self.resolver,
+            alpn: Vec::new(),
+            http: Vec::new(),
+        };
         self.provision(&mut order, &mut provisioned).await?;
         let retry = RetryPolicy::new().timeout(ORDER_POLL_TIMEOUT);
         let status = order.poll_ready(&retry).await.map_err(acme_error)?;
@@ -115,11 +150,18 @@ impl AcmeIssuer {
             .map_err(|e| IssueError::new(format!("building the CSR: {e}")))?;
         order.finalize_csr(csr.der()).await.map_err(acme_error)?;
         let chain_pem = order.poll_certificate(&retry).await.map_err(acme_error)?;
-        Ok(Issued { key_pem: key.serialize_pem(), chain_pem })
+        Ok(Issued {
+            key_pem: key.serialize_pem(),
+            chain_pem,
+        })
     }
 
     /// Answers every pending authorization's challenge and tells the CA to look.
-    async fn provision(&self, order: &mut Order, provisioned: &mut Provisioned<'_>) -> Result<(), IssueError> {
+    async fn provision(
+        &self,
+        order: &mut Order,
+        provisioned: &mut Provisioned<'_>,
+    ) -> Result<(), IssueError> {
         let kind = match self.config.challenge {
             Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
             Challenge::Http01 => ChallengeType::Http01,
@@ -131,11 +173,15 @@ impl AcmeIssuer {
             match authz.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
-                other => return Err(IssueError::new(format!("authorization for {name} is {other:?}"))),
+                other => {
+                    return Err(IssueError::new(format!(
+                        "authorization for {name} is {other:?}"
+                    )));
+                }
             }
-            let mut challenge = authz
-                .challenge(kind.clone())
-                .ok_or_else(|| IssueError::new(format!("the CA offers no {kind:?} challenge for {name}")))?;
+            let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
+                IssueError::new(format!("the CA offers no {kind:?} challenge for {name}"))
+            })?;
             let key_authorization = challenge.key_authorization();
             match self.config.challenge {
                 Challenge::TlsAlpn01 => {
@@ -145,7 +191,11 @@ impl AcmeIssuer {
                 }
                 Challenge::Http01 => {
                     let token = challenge.token.clone();
-                    self.resolver.set_http_challenge(&name, &token, key_authorization.as_str().to_owned());
+                    self.resolver.set_http_challenge(
+                        &name,
+                        &token,
+                        key_authorization.as_str().to_owned(),
+                    );
                     provisioned.http.push((name, token));
                 }
             }
@@ -175,13 +225,18 @@ impl Drop for Provisioned<'_> {
 
 /// RFC 8737 §3: a self-signed certificate for `name` carrying the critical
 /// acmeIdentifier extension with the SHA-256 of the key authorization.
-fn alpn_challenge_cert(name: &str, digest: &[u8]) -> Result<Arc<rustls::sign::CertifiedKey>, IssueError> {
-    let err = |e: rcgen::Error| IssueError::new(format!("building the TLS-ALPN-01 certificate: {e}"));
+fn alpn_challenge_cert(
+    name: &str,
+    digest: &[u8],
+) -> Result<Arc<rustls::sign::CertifiedKey>, IssueError> {
+    let err =
+        |e: rcgen::Error| IssueError::new(format!("building the TLS-ALPN-01 certificate: {e}"));
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
     let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(err)?;
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(err)?;
-    certkey::certified_key(&cert.pem(), &key.serialize_pem()).map_err(|e| IssueError::new(e.to_string()))
+    certkey::certified_key(&cert.pem(), &key.serialize_pem())
+        .map_err(|e| IssueError::new(e.to_string()))
 }
 
 /// The CA's reasons, per name, for an order that did not become ready.
@@ -206,7 +261,13 @@ async fn why_invalid(order: &mut Order) -> IssueError {
 }
 
 fn problem_text(p: &instant_acme::Problem) -> String {
-    let kind = p.r#type.as_deref().unwrap_or("").rsplit(':').next().unwrap_or("");
+    let kind = p
+        .r#type
+        .as_deref()
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("");
     match &p.detail {
         Some(detail) => format!("{kind}: {detail}"),
         None => kind.to_owned(),
@@ -216,7 +277,10 @@ fn problem_text(p: &instant_acme::Problem) -> String {
 fn acme_error(e: instant_acme::Error) -> IssueError {
     match e {
         instant_acme::Error::Api(p) => {
-            let rate_limited = p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited"));
+            let rate_limited = p
+                .r#type
+                .as_deref()
+                .is_some_and(|t| t.ends_with(":rateLimited"));
             IssueError {
                 message: problem_text(&p),
                 retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
@@ -227,7 +291,11 @@ fn acme_error(e: instant_acme::Error) -> IssueError {
 }
 
 impl Issuer for AcmeIssuer {
-    fn issue<'a>(&'a self, _domain: &'a str, names: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
+    fn issue<'a>(
+        &'a self,
+        _domain: &'a str,
+        names: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
         self.order(names).boxed()
     }
 

@@ -16,10 +16,13 @@ pub fn load_into(config: &Config, resolver: &CertResolver) -> Vec<String> {
     let mut problems = Vec::new();
     let mut loaded: Vec<(Vec<String>, Arc<CertifiedKey>)> = Vec::new();
     for f in &config.tls.files {
-        let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+        };
         let result = read(&f.cert).and_then(|chain| {
             let key = read(&f.key)?;
-            let certified = certkey::certified_key(&chain, &key).map_err(|e| format!("{}: {e}", f.cert.display()))?;
+            let certified = certkey::certified_key(&chain, &key)
+                .map_err(|e| format!("{}: {e}", f.cert.display()))?;
             let info = certkey::info(&chain).map_err(|e| format!("{}: {e}", f.cert.display()))?;
             Ok((info.names, certified))
         });
@@ -31,7 +34,11 @@ pub fn load_into(config: &Config, resolver: &CertResolver) -> Vec<String> {
     let mut served_domains = Vec::new();
     for (domain, _) in config.domains() {
         let names = config.names_for_domain(domain);
-        let cover = |name: &str| loaded.iter().find(|(sans, _)| sans.iter().any(|p| certkey::name_matches(p, name)));
+        let cover = |name: &str| {
+            loaded
+                .iter()
+                .find(|(sans, _)| sans.iter().any(|p| certkey::name_matches(p, name)))
+        };
         // One key per domain: the one covering its first name that any file covers.
         let Some((_, key)) = names.iter().find_map(|n| cover(n)) else {
             if resolver.domain_key(domain).is_none() {

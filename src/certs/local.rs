@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
 
 use super::{IssueError, Issued, Issuer};
 use crate::config::KeyType;
@@ -35,19 +38,27 @@ impl LocalIssuer {
     ///
     /// # Errors
     /// The store fails, or the CA file cannot be written.
-    pub fn open(store: &Arc<dyn Store>, state_dir: &Path, key_type: KeyType) -> anyhow::Result<LocalIssuer> {
+    pub fn open(
+        store: &Arc<dyn Store>,
+        state_dir: &Path,
+        key_type: KeyType,
+    ) -> anyhow::Result<LocalIssuer> {
         let stored = match store.blob(CA_BLOB)? {
-            Some(bytes) => serde_json::from_slice::<StoredCa>(&bytes).map_err(|e| anyhow::anyhow!("local CA record is corrupt: {e}"))?,
+            Some(bytes) => serde_json::from_slice::<StoredCa>(&bytes)
+                .map_err(|e| anyhow::anyhow!("local CA record is corrupt: {e}"))?,
             None => {
                 let ca = new_ca()?;
                 let bytes = serde_json::to_vec(&ca).expect("StoredCa serializes: two strings");
-                store.put_blob(CA_BLOB, &bytes).map_err(|e: StoreError| anyhow::anyhow!(e))?;
+                store
+                    .put_blob(CA_BLOB, &bytes)
+                    .map_err(|e: StoreError| anyhow::anyhow!(e))?;
                 tracing::info!("created a local CA");
                 ca
             }
         };
         let path = ca_file(state_dir);
-        std::fs::write(&path, &stored.cert_pem).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        std::fs::write(&path, &stored.cert_pem)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         Ok(LocalIssuer {
             ca_cert_pem: stored.cert_pem,
             ca_key_pem: stored.key_pem,
@@ -105,7 +116,11 @@ fn new_ca() -> anyhow::Result<StoredCa> {
 }
 
 impl Issuer for LocalIssuer {
-    fn issue<'a>(&'a self, _domain: &'a str, names: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
+    fn issue<'a>(
+        &'a self,
+        _domain: &'a str,
+        names: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
         async move { self.issue_now(names) }.boxed()
     }
 

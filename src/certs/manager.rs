@@ -56,17 +56,26 @@ impl Manager {
         let mut deployed = 0;
         for (domain, names) in wanted(&config) {
             match self.store.cert(&domain) {
-                Ok(Some(record)) if record.not_after > now => match certkey::certified_key(&record.chain_pem, &record.key_pem) {
-                    Ok(key) => {
-                        // Serve what the certificate covers; a missing name is ordered later.
-                        let served: Vec<String> = names.into_iter().filter(|n| record.names.contains(n)).collect();
-                        self.resolver.set_domain(&domain, served, key);
-                        deployed += 1;
+                Ok(Some(record)) if record.not_after > now => {
+                    match certkey::certified_key(&record.chain_pem, &record.key_pem) {
+                        Ok(key) => {
+                            // Serve what the certificate covers; a missing name is ordered later.
+                            let served: Vec<String> = names
+                                .into_iter()
+                                .filter(|n| record.names.contains(n))
+                                .collect();
+                            self.resolver.set_domain(&domain, served, key);
+                            deployed += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(domain = %domain, error = %e, "stored certificate unusable; ordering a new one")
+                        }
                     }
-                    Err(e) => tracing::warn!(domain = %domain, error = %e, "stored certificate unusable; ordering a new one"),
-                },
+                }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed"),
+                Err(e) => {
+                    tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed")
+                }
             }
         }
         tracing::info!(deployed, "stored certificates deployed");
@@ -74,7 +83,12 @@ impl Manager {
     }
 
     /// Orders and renews until `shutdown`.
-    pub async fn run(mut self, max_concurrent_orders: usize, new_orders_per_3h: u32, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        max_concurrent_orders: usize,
+        new_orders_per_3h: u32,
+        shutdown: CancellationToken,
+    ) {
         let mut bucket = TokenBucket::new(new_orders_per_3h, unix_now());
         let mut in_flight: HashSet<String> = HashSet::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
@@ -155,7 +169,9 @@ fn renew_at(record: &CertRecord, domain: &str) -> i64 {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// One order for one domain, with its bookkeeping.
@@ -172,11 +188,19 @@ impl Job {
         let started = unix_now();
         tracing::info!(domain = %self.domain, names = %self.names.join(","), "ordering certificate");
         let result = self.issuer.issue(&self.domain, &self.names).await;
-        let mut status = self.store.status(&self.domain).ok().flatten().unwrap_or_default();
+        let mut status = self
+            .store
+            .status(&self.domain)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         status.last_attempt = Some(started);
         match result.and_then(|issued| self.deploy(issued)) {
             Ok(not_after) => {
-                status = DomainStatus { last_attempt: Some(started), ..Default::default() };
+                status = DomainStatus {
+                    last_attempt: Some(started),
+                    ..Default::default()
+                };
                 tracing::info!(domain = %self.domain, not_after, "certificate deployed");
             }
             Err(e) => {
@@ -197,8 +221,10 @@ impl Job {
 
     /// Stores the certificate (flushed), then serves it. Returns its expiry.
     fn deploy(&self, issued: super::Issued) -> Result<i64, IssueError> {
-        let key = certkey::certified_key(&issued.chain_pem, &issued.key_pem).map_err(|e| IssueError::new(format!("the CA's certificate is unusable: {e}")))?;
-        let info = certkey::info(&issued.chain_pem).map_err(|e| IssueError::new(format!("the CA's certificate is unusable: {e}")))?;
+        let key = certkey::certified_key(&issued.chain_pem, &issued.key_pem)
+            .map_err(|e| IssueError::new(format!("the CA's certificate is unusable: {e}")))?;
+        let info = certkey::info(&issued.chain_pem)
+            .map_err(|e| IssueError::new(format!("the CA's certificate is unusable: {e}")))?;
         let record = CertRecord {
             names: self.names.clone(),
             key_pem: issued.key_pem,
@@ -208,8 +234,11 @@ impl Job {
             issuer: info.issuer,
             source: self.issuer.source().to_owned(),
         };
-        self.store.put_cert(&self.domain, &record).map_err(|e| IssueError::new(format!("storing the certificate: {e:#}")))?;
-        self.resolver.set_domain(&self.domain, self.names.clone(), key);
+        self.store
+            .put_cert(&self.domain, &record)
+            .map_err(|e| IssueError::new(format!("storing the certificate: {e:#}")))?;
+        self.resolver
+            .set_domain(&self.domain, self.names.clone(), key);
         Ok(info.not_after)
     }
 }
@@ -239,11 +268,17 @@ struct TokenBucket {
 impl TokenBucket {
     fn new(capacity: u32, now: i64) -> TokenBucket {
         let capacity = f64::from(capacity.max(1));
-        TokenBucket { capacity, tokens: capacity, per_sec: capacity / BUCKET_WINDOW_SECS, updated: now }
+        TokenBucket {
+            capacity,
+            tokens: capacity,
+            per_sec: capacity / BUCKET_WINDOW_SECS,
+            updated: now,
+        }
     }
 
     fn take(&mut self, now: i64) -> bool {
-        self.tokens = (self.tokens + (now - self.updated).max(0) as f64 * self.per_sec).min(self.capacity);
+        self.tokens =
+            (self.tokens + (now - self.updated).max(0) as f64 * self.per_sec).min(self.capacity);
         self.updated = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -288,7 +323,11 @@ mod tests {
     #[test]
     fn backoff_grows_and_respects_the_hourly_budget() {
         let now = 1_000_000;
-        let mut s = DomainStatus { failures: 1, recent_failures: vec![now], ..Default::default() };
+        let mut s = DomainStatus {
+            failures: 1,
+            recent_failures: vec![now],
+            ..Default::default()
+        };
         assert_eq!(next_attempt(&s, now, None), now + 60);
         s.failures = 2;
         assert_eq!(next_attempt(&s, now, None), now + 600);

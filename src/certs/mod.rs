@@ -31,13 +31,20 @@ pub struct IssueError {
 
 impl IssueError {
     pub fn new(message: impl Into<String>) -> IssueError {
-        IssueError { message: message.into(), retry_after_secs: None }
+        IssueError {
+            message: message.into(),
+            retry_after_secs: None,
+        }
     }
 }
 
 /// Something that turns a list of names into a certificate.
 pub trait Issuer: Send + Sync {
-    fn issue<'a>(&'a self, domain: &'a str, names: &'a [String]) -> BoxFuture<'a, Result<Issued, IssueError>>;
+    fn issue<'a>(
+        &'a self,
+        domain: &'a str,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Issued, IssueError>>;
     /// Stored with each certificate: the ACME directory URL, or "local".
     fn source(&self) -> &str;
 }
@@ -56,7 +63,9 @@ pub fn new_key(key_type: crate::config::KeyType) -> Result<rcgen::KeyPair, Issue
         crate::config::KeyType::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
     };
     let key = match key_type {
-        crate::config::KeyType::Rsa2048 => rcgen::KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048),
+        crate::config::KeyType::Rsa2048 => {
+            rcgen::KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048)
+        }
         crate::config::KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(alg),
     };
     key.map_err(|e| IssueError::new(format!("generating a key: {e}")))

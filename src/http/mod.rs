@@ -61,7 +61,11 @@ pub struct ConnInfo {
 }
 
 /// Answers one request. Infallible: every failure becomes a 4xx reply.
-pub async fn handle<B>(req: Request<B>, conn: ConnInfo, shared: Arc<Shared>) -> Result<Response<Full<Bytes>>, Infallible>
+pub async fn handle<B>(
+    req: Request<B>,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, Infallible>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -84,18 +88,20 @@ where
                 secure: conn.secure,
             };
             let now = time_of_day();
-            let hooks = &shared.hooks;
             let env = routes::Env {
                 redirect_plain_http: config.tls.mode != TlsMode::Off,
-                http01: &|h, t| hooks.http01(h, t),
-                sign_profile: &|d, p| hooks.sign_profile(d, p),
+                hooks: shared.hooks.as_ref(),
                 time_of_day: &now,
             };
             routes::route(&incoming, &config, &env)
         }
     };
 
-    let client = client_ip(conn.peer.ip(), &parts.headers, &config.server.trusted_proxies);
+    let client = client_ip(
+        conn.peer.ip(),
+        &parts.headers,
+        &config.server.trusted_proxies,
+    );
     let host_for_log: String = host.as_deref().unwrap_or("-").chars().take(100).collect();
     tracing::info!(
         client = %client,
@@ -114,7 +120,10 @@ where
     let served = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let mut response = reply.into_response();
     if served >= MAX_REQUESTS_PER_CONNECTION && parts.version < http::Version::HTTP_2 {
-        response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     Ok(response)
 }
@@ -140,7 +149,12 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let too_large = || Reply::error(StatusCode::PAYLOAD_TOO_LARGE, "request body larger than 8 KiB");
+    let too_large = || {
+        Reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body larger than 8 KiB",
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -151,7 +165,10 @@ where
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(Reply::error(StatusCode::BAD_REQUEST, "could not read request body")),
+        Err(_) => Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "could not read request body",
+        )),
     }
 }
 
@@ -164,7 +181,9 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     }
     let mut client = peer;
     for value in headers.get_all("x-forwarded-for") {
-        let Ok(value) = value.to_str() else { return peer };
+        let Ok(value) = value.to_str() else {
+            return peer;
+        };
         for hop in value.split(',').rev() {
             match hop.trim().parse::<IpAddr>() {
                 Ok(ip) if is_trusted(ip) => client = ip,
@@ -199,7 +218,10 @@ mod tests {
         list.iter()
             .map(|s| {
                 let (a, l) = s.split_once('/').unwrap();
-                IpNet { addr: a.parse().unwrap(), prefix_len: l.parse().unwrap() }
+                IpNet {
+                    addr: a.parse().unwrap(),
+                    prefix_len: l.parse().unwrap(),
+                }
             })
             .collect()
     }
@@ -210,7 +232,10 @@ mod tests {
         h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
         let trusted = nets(&["10.0.0.0/8"]);
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(client_ip(proxy, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
         let stranger: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(client_ip(stranger, &h, &trusted), stranger);
         h.insert("x-forwarded-for", "garbage".parse().unwrap());

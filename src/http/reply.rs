@@ -53,7 +53,8 @@ impl Reply {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Reply {
-        Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").header(header::ALLOW, allow)
+        Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            .header(header::ALLOW, allow)
     }
 
     /// `location` is built from a validated host name and the request's path,
@@ -89,8 +90,14 @@ impl Reply {
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         // Explicit, so HEAD answers carry the length GET would have.
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         for (name, value) in self.headers {

@@ -10,8 +10,9 @@ use std::borrow::Cow;
 use http::{Method, StatusCode, header};
 
 use super::reply::Reply;
-use crate::address::EmailAddress;
+use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
+use crate::http::Hooks;
 use crate::model::Provider;
 use crate::render::{Document, autodiscover, mobileconfig, mta_sts, thunderbird};
 
@@ -33,11 +34,8 @@ pub struct Env<'a> {
     /// Plain HTTP only serves what must work over HTTP and redirects the rest
     /// (true whenever TLS is on; false for `tls.mode = "off"`).
     pub redirect_plain_http: bool,
-    /// ACME HTTP-01 key authorization for (host, token), if one is pending.
-    pub http01: &'a dyn Fn(&str, &str) -> Option<String>,
-    /// Wraps a rendered profile in a CMS signature for the mail domain, if a
-    /// certificate exists; `None` serves it unsigned.
-    pub sign_profile: &'a dyn Fn(&str, &[u8]) -> Option<Vec<u8>>,
+    /// ACME HTTP-01 answers and profile signing.
+    pub hooks: &'a dyn Hooks,
     /// Current UTC time of day (`HH:MM:SS.fffffff`), for POX error documents.
     pub time_of_day: &'a str,
 }
@@ -54,7 +52,10 @@ pub enum HostKind {
 
 /// Parses a Host value: port dropped, case and one trailing dot ignored. IP
 /// literals and anything not a configured name give `None`.
-pub fn classify_host<'c>(host: &str, config: &'c Config) -> Option<(HostKind, &'c str, &'c Provider)> {
+pub fn classify_host<'c>(
+    host: &str,
+    config: &'c Config,
+) -> Option<(HostKind, &'c str, &'c Provider)> {
     let name = strip_port(host)?;
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
@@ -69,13 +70,14 @@ pub fn classify_host<'c>(host: &str, config: &'c Config) -> Option<(HostKind, &'
         ("autodiscover.", HostKind::Autodiscover),
         ("mta-sts.", HostKind::MtaSts),
     ] {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            if let Some((d, p)) = config.lookup_domain(rest) {
-                if kind == HostKind::MtaSts && p.mta_sts.is_none() {
-                    return None;
-                }
-                return Some((kind, d, p));
+        if let Some((d, p)) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| config.lookup_domain(rest))
+        {
+            if kind == HostKind::MtaSts && p.mta_sts.is_none() {
+                return None;
             }
+            return Some((kind, d, p));
         }
     }
     None
@@ -110,15 +112,21 @@ fn match_path(path: &str) -> Option<Route<'_>> {
     const JSON_V1_PREFIX: &str = "/autodiscover/autodiscover.json/v1.0/";
     let lower = path.to_ascii_lowercase();
     Some(match lower.as_str() {
-        "/mail/config-v1.1.xml" | "/.well-known/autoconfig/mail/config-v1.1.xml" => Route::Thunderbird,
+        "/mail/config-v1.1.xml" | "/.well-known/autoconfig/mail/config-v1.1.xml" => {
+            Route::Thunderbird
+        }
         "/autodiscover/autodiscover.xml" => Route::Pox,
-        JSON_PATH => Route::Json { address_in_path: None },
+        JSON_PATH => Route::Json {
+            address_in_path: None,
+        },
         "/mobileconfig" => Route::Mobileconfig,
         "/.well-known/mta-sts.txt" => Route::MtaSts,
         "/" => Route::Page,
-        _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => Route::Json {
-            address_in_path: Some(&path[JSON_V1_PREFIX.len()..]),
-        },
+        _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => {
+            Route::Json {
+                address_in_path: Some(&path[JSON_V1_PREFIX.len()..]),
+            }
+        }
         _ => {
             let token = path.strip_prefix("/.well-known/acme-challenge/")?;
             Route::AcmeChallenge(token)
@@ -163,14 +171,21 @@ fn served_on(route: Route<'_>, kind: HostKind) -> bool {
 
 /// Plain HTTP while TLS is on: ACME HTTP-01, the Thunderbird document (KMail
 /// and others only try http), Outlook's redirect method, else a redirect.
-fn plain_http(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>, domain: &str, provider: &Provider) -> Reply {
+fn plain_http(
+    route: Route<'_>,
+    req: &Incoming<'_>,
+    config: &Config,
+    env: &Env<'_>,
+    domain: &str,
+    provider: &Provider,
+) -> Reply {
     let host = req.host.unwrap_or_default();
     match route {
         Route::AcmeChallenge(token) => {
             if !matches!(*req.method, Method::GET | Method::HEAD) {
                 return Reply::method_not_allowed("GET, HEAD");
             }
-            match (env.http01)(&host.to_ascii_lowercase(), token) {
+            match env.hooks.http01(&host.to_ascii_lowercase(), token) {
                 Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
                 None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
             }
@@ -178,7 +193,10 @@ fn plain_http(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'
         Route::Thunderbird => dispatch(route, req, config, env, domain, provider),
         // Outlook's "HTTP redirect method" (GET) and Thunderbird's url3 (POST)
         // both expect a 302 to the https endpoint.
-        Route::Pox => Reply::redirect(StatusCode::FOUND, &https_url(host, "/autodiscover/autodiscover.xml", None)),
+        Route::Pox => Reply::redirect(
+            StatusCode::FOUND,
+            &https_url(host, "/autodiscover/autodiscover.xml", None),
+        ),
         _ => {
             let status = if matches!(*req.method, Method::GET | Method::HEAD) {
                 StatusCode::MOVED_PERMANENTLY
@@ -198,7 +216,14 @@ fn https_url(host: &str, path: &str, query: Option<&str>) -> String {
     }
 }
 
-fn dispatch(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>, host_domain: &str, host_provider: &Provider) -> Reply {
+fn dispatch(
+    route: Route<'_>,
+    req: &Incoming<'_>,
+    config: &Config,
+    env: &Env<'_>,
+    host_domain: &str,
+    host_provider: &Provider,
+) -> Reply {
     let get_only = |handler: &dyn Fn() -> Reply| {
         if matches!(*req.method, Method::GET | Method::HEAD) {
             handler()
@@ -210,7 +235,7 @@ fn dispatch(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>
         Route::Thunderbird => get_only(&|| {
             let address = match query_address(req.query, &["emailaddress", "email"]) {
                 Ok(a) => a,
-                Err(reply) => return reply,
+                Err(e) => return bad_address(e),
             };
             with_provider(config, address.as_ref(), host_provider, |provider| {
                 let doc = thunderbird::render(provider, address.as_ref());
@@ -220,29 +245,42 @@ fn dispatch(route: Route<'_>, req: &Incoming<'_>, config: &Config, env: &Env<'_>
         Route::Pox => match *req.method {
             Method::POST => pox(req.body, config, env.time_of_day),
             // A browser looking at the URL: a readable error document, not a bare 404.
-            Method::GET | Method::HEAD => Reply::ok(autodiscover::render_error(autodiscover::ErrorCode::InvalidRequest, env.time_of_day)).no_store(),
+            Method::GET | Method::HEAD => Reply::ok(autodiscover::render_error(
+                autodiscover::ErrorCode::InvalidRequest,
+                env.time_of_day,
+            ))
+            .no_store(),
             _ => Reply::method_not_allowed("GET, HEAD, POST"),
         },
-        Route::Json { address_in_path } => get_only(&|| json(req.query, address_in_path, config, host_domain)),
+        Route::Json { address_in_path } => {
+            get_only(&|| json(req.query, address_in_path, config, host_domain))
+        }
         Route::Mobileconfig => get_only(&|| {
             let address = match query_address(req.query, &["emailaddress", "email"]) {
                 Ok(Some(a)) => a,
-                Ok(None) => return Reply::error(StatusCode::BAD_REQUEST, "emailaddress is required"),
-                Err(reply) => return reply,
+                Ok(None) => {
+                    return Reply::error(StatusCode::BAD_REQUEST, "emailaddress is required");
+                }
+                Err(e) => return bad_address(e),
             };
             with_provider(config, Some(&address), host_provider, |provider| {
                 let mut doc = mobileconfig::render(provider, &address);
-                if let Some(signed) = (env.sign_profile)(address.domain(), &doc.body) {
+                if let Some(signed) = env.hooks.sign_profile(address.domain(), &doc.body) {
                     doc.body = signed;
                 }
                 Reply::ok(doc).no_store()
             })
         }),
         Route::MtaSts => get_only(&|| match &host_provider.mta_sts {
-            Some(policy) => Reply::ok(mta_sts::render(policy)).header(header::CACHE_CONTROL, "no-cache"),
+            Some(policy) => {
+                Reply::ok(mta_sts::render(policy)).header(header::CACHE_CONTROL, "no-cache")
+            }
             None => Reply::error(StatusCode::NOT_FOUND, "not found"),
         }),
-        Route::AcmeChallenge(token) => get_only(&|| match (env.http01)(&req.host.unwrap_or_default().to_ascii_lowercase(), token) {
+        Route::AcmeChallenge(token) => get_only(&|| match env
+            .hooks
+            .http01(&req.host.unwrap_or_default().to_ascii_lowercase(), token)
+        {
             Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
             None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
         }),
@@ -262,7 +300,12 @@ fn cacheable(reply: Reply, personal: bool) -> Reply {
 
 /// Runs `answer` with the provider for `address`'s domain (404 when we do not
 /// serve it), or the Host's provider when the request carries no address.
-fn with_provider(config: &Config, address: Option<&EmailAddress>, host_provider: &Provider, answer: impl FnOnce(&Provider) -> Reply) -> Reply {
+fn with_provider(
+    config: &Config,
+    address: Option<&EmailAddress>,
+    host_provider: &Provider,
+    answer: impl FnOnce(&Provider) -> Reply,
+) -> Reply {
     let provider = match address {
         Some(a) => match config.provider_for_domain(a.domain()) {
             Some(p) => p,
@@ -279,13 +322,17 @@ fn with_provider(config: &Config, address: Option<&EmailAddress>, host_provider:
 }
 
 /// The first of `keys` in the query (names compared without case), parsed.
-fn query_address(query: Option<&str>, keys: &[&str]) -> Result<Option<EmailAddress>, Reply> {
-    match query_param(query, keys) {
-        None => Ok(None),
-        Some(raw) => EmailAddress::parse(&raw)
-            .map(Some)
-            .map_err(|e| Reply::error(StatusCode::BAD_REQUEST, &format!("invalid e-mail address: {e}"))),
-    }
+fn query_address(query: Option<&str>, keys: &[&str]) -> Result<Option<EmailAddress>, AddressError> {
+    query_param(query, keys)
+        .map(|raw| EmailAddress::parse(&raw))
+        .transpose()
+}
+
+fn bad_address(e: AddressError) -> Reply {
+    Reply::error(
+        StatusCode::BAD_REQUEST,
+        &format!("invalid e-mail address: {e}"),
+    )
 }
 
 fn query_param<'q>(query: Option<&'q str>, keys: &[&str]) -> Option<Cow<'q, str>> {
@@ -297,21 +344,36 @@ fn query_param<'q>(query: Option<&'q str>, keys: &[&str]) -> Option<Cow<'q, str>
 fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
     let request = match autodiscover::parse_request(body) {
         Ok(r) => r,
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("malformed autodiscover request: {e}")),
+        Err(e) => {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed autodiscover request: {e}"),
+            );
+        }
     };
     let address = match EmailAddress::parse(&request.email) {
         Ok(a) => a,
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("invalid e-mail address: {e}")),
+        Err(e) => return bad_address(e),
     };
     let Some(provider) = config.provider_for_domain(address.domain()) else {
         return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
     };
-    Reply::ok(autodiscover::render_with_time(provider, &address, &request.schema, time_of_day))
-        .no_store()
-        .for_address(&address)
+    Reply::ok(autodiscover::render_with_time(
+        provider,
+        &address,
+        &request.schema,
+        time_of_day,
+    ))
+    .no_store()
+    .for_address(&address)
 }
 
-fn json(query: Option<&str>, address_in_path: Option<&str>, config: &Config, host_domain: &str) -> Reply {
+fn json(
+    query: Option<&str>,
+    address_in_path: Option<&str>,
+    config: &Config,
+    host_domain: &str,
+) -> Reply {
     let _ = host_domain;
     let raw = match address_in_path {
         Some(p) => Some(percent_encoding::percent_decode_str(p).decode_utf8_lossy()),
@@ -322,14 +384,19 @@ fn json(query: Option<&str>, address_in_path: Option<&str>, config: &Config, hos
     };
     let address = match EmailAddress::parse(&raw) {
         Ok(a) => a,
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, &format!("invalid e-mail address: {e}")),
+        Err(e) => return bad_address(e),
     };
     let Some(provider) = config.provider_for_domain(address.domain()) else {
         return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
     };
     let protocol = query_param(query, &["protocol"]).unwrap_or_default();
     let answer = autodiscover::render_json(provider, &address, &protocol);
-    Reply::with_status(StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST), answer.document).no_store().for_address(&address)
+    Reply::with_status(
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST),
+        answer.document,
+    )
+    .no_store()
+    .for_address(&address)
 }
 
 #[cfg(test)]
@@ -346,11 +413,19 @@ mod tests {
 
     #[test]
     fn paths_match_without_case_where_clients_differ() {
-        assert_eq!(match_path("/Autodiscover/Autodiscover.xml"), Some(Route::Pox));
-        assert_eq!(match_path("/AUTODISCOVER/AUTODISCOVER.XML"), Some(Route::Pox));
+        assert_eq!(
+            match_path("/Autodiscover/Autodiscover.xml"),
+            Some(Route::Pox)
+        );
+        assert_eq!(
+            match_path("/AUTODISCOVER/AUTODISCOVER.XML"),
+            Some(Route::Pox)
+        );
         assert_eq!(
             match_path("/autodiscover/autodiscover.json/v1.0/a@b.example"),
-            Some(Route::Json { address_in_path: Some("a@b.example") })
+            Some(Route::Json {
+                address_in_path: Some("a@b.example")
+            })
         );
         assert_eq!(match_path("/mail/config-v1.1.xml/"), None);
         assert_eq!(match_path("/etc/passwd"), None);

@@ -45,12 +45,15 @@ pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>
         return Err(CertError::NoCertificate);
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(CertError::KeyPem)?;
-    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(CertError::KeyType)?;
+    let signing_key =
+        rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(CertError::KeyType)?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) => Ok(Arc::new(certified)),
         // Some key types cannot report their public key; accept those.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(Arc::new(certified)),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(Arc::new(certified))
+        }
         Err(_) => Err(CertError::Mismatch),
     }
 }
@@ -104,7 +107,10 @@ mod tests {
         assert!(name_matches("*.example.com", "autoconfig.example.com"));
         assert!(!name_matches("*.example.com", "example.com"));
         assert!(!name_matches("*.example.com", "a.b.example.com"));
-        assert!(name_matches("autoconfig.example.com", "autoconfig.example.com"));
+        assert!(name_matches(
+            "autoconfig.example.com",
+            "autoconfig.example.com"
+        ));
     }
 
     #[test]
@@ -113,10 +119,16 @@ mod tests {
         let b = rcgen::generate_simple_self_signed(vec!["other.example".into()]).unwrap();
         let key = certified_key(&a.cert.pem(), &a.signing_key.serialize_pem()).unwrap();
         assert_eq!(key.cert.len(), 1);
-        assert!(matches!(certified_key(&a.cert.pem(), &b.signing_key.serialize_pem()), Err(CertError::Mismatch)));
+        assert!(matches!(
+            certified_key(&a.cert.pem(), &b.signing_key.serialize_pem()),
+            Err(CertError::Mismatch)
+        ));
         let i = info(&a.cert.pem()).unwrap();
         assert_eq!(i.names, vec!["autoconfig.example.com"]);
         assert!(i.not_after > i.not_before);
-        assert!(matches!(certified_key("garbage", "garbage"), Err(CertError::NoCertificate)));
+        assert!(matches!(
+            certified_key("garbage", "garbage"),
+            Err(CertError::NoCertificate)
+        ));
     }
 }

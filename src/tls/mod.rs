@@ -46,7 +46,9 @@ impl TlsAcceptor {
         normal.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         match rustls::crypto::aws_lc_rs::Ticketer::new() {
             Ok(ticketer) => normal.ticketer = ticketer,
-            Err(e) => tracing::warn!(error = %e, "no TLS session tickets; resumption by session id only"),
+            Err(e) => {
+                tracing::warn!(error = %e, "no TLS session tickets; resumption by session id only")
+            }
         }
         let mut challenge = ServerConfig::builder()
             .with_no_client_auth()
@@ -60,11 +62,16 @@ impl TlsAcceptor {
 }
 
 impl Acceptor for TlsAcceptor {
-    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>> {
+    fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>> {
         let normal = self.normal.clone();
         let challenge = self.challenge.clone();
         async move {
-            let start = LazyConfigAcceptor::new(RustlsAcceptor::default(), tcp).await.ok()?;
+            let start = LazyConfigAcceptor::new(RustlsAcceptor::default(), tcp)
+                .await
+                .ok()?;
             let is_challenge = resolver::is_alpn_challenge(&start.client_hello());
             let config = if is_challenge { challenge } else { normal };
             let stream = start.into_stream(config).await.ok()?;
@@ -87,12 +94,16 @@ pub struct EdgeHooks {
 impl Hooks for EdgeHooks {
     fn http01(&self, host: &str, token: &str) -> Option<String> {
         let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        self.resolver.http_challenge(name.trim_end_matches('.'), token)
+        self.resolver
+            .http_challenge(name.trim_end_matches('.'), token)
     }
 
     fn sign_profile(&self, domain: &str, profile: &[u8]) -> Option<Vec<u8>> {
         let Some(key) = self.resolver.domain_key(domain) else {
-            tracing::info!(domain, "serving an unsigned profile: no certificate for the domain yet");
+            tracing::info!(
+                domain,
+                "serving an unsigned profile: no certificate for the domain yet"
+            );
             return None;
         };
         match sign::sign_profile(profile, &key, std::time::SystemTime::now()) {

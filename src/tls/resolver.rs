@@ -36,11 +36,15 @@ impl CertResolver {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().expect("resolver lock is never poisoned: no panics while held")
+        self.inner
+            .read()
+            .expect("resolver lock is never poisoned: no panics while held")
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().expect("resolver lock is never poisoned: no panics while held")
+        self.inner
+            .write()
+            .expect("resolver lock is never poisoned: no panics while held")
     }
 
     /// Serves `key` for `names` of mail domain `domain`, replacing what it had.
@@ -94,12 +98,17 @@ impl CertResolver {
     }
 
     pub fn clear_http_challenge(&self, name: &str, token: &str) {
-        self.write().http_challenges.remove(&(name.to_owned(), token.to_owned()));
+        self.write()
+            .http_challenges
+            .remove(&(name.to_owned(), token.to_owned()));
     }
 
     /// The key authorization for an HTTP-01 request, if one is pending.
     pub fn http_challenge(&self, name: &str, token: &str) -> Option<String> {
-        self.read().http_challenges.get(&(name.to_owned(), token.to_owned())).cloned()
+        self.read()
+            .http_challenges
+            .get(&(name.to_owned(), token.to_owned()))
+            .cloned()
     }
 }
 

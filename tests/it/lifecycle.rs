@@ -29,7 +29,10 @@ where
 async fn good_reload_adds_a_domain() {
     let daemon = Daemon::start(CONFIG).await;
     assert_eq!(daemon.get("autoconfig.new.example", TB).await.status, 404);
-    let grown = CONFIG.replace(r#"domains = ["other.example"]"#, r#"domains = ["other.example", "new.example"]"#);
+    let grown = CONFIG.replace(
+        r#"domains = ["other.example"]"#,
+        r#"domains = ["other.example", "new.example"]"#,
+    );
     std::fs::write(&daemon.config_path, grown).unwrap();
     daemon.reload.send(()).await.unwrap();
     eventually(|| async { daemon.get("autoconfig.new.example", TB).await.status == 200 }).await;
@@ -39,12 +42,19 @@ async fn good_reload_adds_a_domain() {
 #[tokio::test]
 async fn bad_reload_keeps_old_config() {
     let daemon = Daemon::start(CONFIG).await;
-    let broken = CONFIG.replace("port = 993", "port = 99999").replace(r#"domains = ["other.example"]"#, r#"domains = ["other.example", "new.example"]"#);
+    let broken = CONFIG.replace("port = 993", "port = 99999").replace(
+        r#"domains = ["other.example"]"#,
+        r#"domains = ["other.example", "new.example"]"#,
+    );
     std::fs::write(&daemon.config_path, broken).unwrap();
     daemon.reload.send(()).await.unwrap();
     // Then a good change: once it shows, the bad one has certainly been processed.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(daemon.get("autoconfig.new.example", TB).await.status, 404, "half-applied a broken config");
+    assert_eq!(
+        daemon.get("autoconfig.new.example", TB).await.status,
+        404,
+        "half-applied a broken config"
+    );
     let r = daemon.get("autoconfig.example.com", TB).await;
     assert_eq!(r.status, 200);
     assert!(r.text().contains("<port>993</port>"));
@@ -56,7 +66,10 @@ async fn shutdown_lets_a_slow_request_finish() {
     let daemon = Daemon::start(CONFIG).await;
     let body = b"<Autodiscover><Request><EMailAddress>alice@example.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
     let mut s = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
-    let head = format!("POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&body[..20]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -67,7 +80,9 @@ async fn shutdown_lets_a_slow_request_finish() {
         match tokio::net::TcpStream::connect(daemon.addr).await {
             Err(_) => true,
             Ok(mut c) => {
-                let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: autoconfig.example.com\r\n\r\n").await;
+                let _ = c
+                    .write_all(b"GET / HTTP/1.1\r\nHost: autoconfig.example.com\r\n\r\n")
+                    .await;
                 let mut buf = [0u8; 1];
                 matches!(c.read(&mut buf).await, Ok(0) | Err(_))
             }
@@ -82,7 +97,11 @@ async fn shutdown_lets_a_slow_request_finish() {
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    tokio::time::timeout(Duration::from_secs(12), daemon.task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(12), daemon.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -92,7 +111,9 @@ async fn idle_and_slow_clients_do_not_starve_others() {
     let mut hostile = Vec::new();
     for _ in 0..mailconfd::server::MAX_CONNECTIONS_PER_IP + 20 {
         if let Ok(mut s) = connect_from("127.0.0.2", daemon.addr).await {
-            let _ = s.write_all(b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autocon").await;
+            let _ = s
+                .write_all(b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autocon")
+                .await;
             hostile.push(s);
         }
     }
@@ -106,7 +127,9 @@ async fn idle_and_slow_clients_do_not_starve_others() {
     let mut closed = 0;
     for s in &mut hostile {
         let mut buf = [0u8; 1];
-        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await
+        {
             closed += 1;
         }
     }
@@ -124,8 +147,16 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
     all.push_str("GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n");
     s.write_all(all.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(String::from_utf8_lossy(&buf).matches("HTTP/1.1 200 OK").count(), 10);
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buf)
+            .matches("HTTP/1.1 200 OK")
+            .count(),
+        10
+    );
     daemon.stop().await;
 }
 
@@ -135,11 +166,22 @@ fn binary_check_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, CONFIG.replace("port = 993", "port = 0")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailconfd")).args(["check", "-c"]).arg(&bad).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("provider[0].server[0].port: must be 1-65535"), "{stderr}");
-    let serve = Command::new(env!("CARGO_BIN_EXE_mailconfd")).args(["serve", "-c"]).arg(&bad).output().unwrap();
+    assert!(
+        stderr.contains("provider[0].server[0].port: must be 1-65535"),
+        "{stderr}"
+    );
+    let serve = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["serve", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(serve.status.code(), Some(78));
 
     let port = {
@@ -147,7 +189,14 @@ fn binary_check_and_sigterm() {
         l.local_addr().unwrap().port()
     };
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, CONFIG.replace("[server]\n", &format!("[server]\nhttp_listen = [\"127.0.0.1:{port}\"]\n"))).unwrap();
+    std::fs::write(
+        &good,
+        CONFIG.replace(
+            "[server]\n",
+            &format!("[server]\nhttp_listen = [\"127.0.0.1:{port}\"]\n"),
+        ),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
         .args(["serve", "-c"])
         .arg(&good)
@@ -155,7 +204,10 @@ fn binary_check_and_sigterm() {
         .spawn()
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -165,20 +217,35 @@ fn binary_check_and_sigterm() {
         let r = send_raw(addr, b"GET /mail/config-v1.1.xml?emailaddress=secret.person%40example.com HTTP/1.1\r\nHost: autoconfig.example.com\r\nAuthorization: Basic c2VjcmV0LXBhc3N3b3Jk\r\nConnection: close\r\n\r\n").await;
         assert_eq!(r.status, 200);
     });
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(11), "no exit within 10 s of SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(11),
+            "no exit within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
     let mut log = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
-    assert!(log.contains("domain=example.com"), "info log names the domain: {log}");
-    assert!(!log.contains("secret.person"), "address leaked into the info log: {log}");
-    assert!(!log.contains("c2VjcmV0LXBhc3N3b3Jk"), "Authorization leaked: {log}");
+    assert!(
+        log.contains("domain=example.com"),
+        "info log names the domain: {log}"
+    );
+    assert!(
+        !log.contains("secret.person"),
+        "address leaked into the info log: {log}"
+    );
+    assert!(
+        !log.contains("c2VjcmV0LXBhc3N3b3Jk"),
+        "Authorization leaked: {log}"
+    );
 }

@@ -85,15 +85,28 @@ impl Daemon {
         let task = tokio::spawn(app::run(RunOptions {
             config_path: config_path.clone(),
             config,
-            bound: Bound { http: vec![listener], https: vec![] },
+            bound: Bound {
+                http: vec![listener],
+                https: vec![],
+            },
             shutdown: shutdown.clone(),
             reload: reload_rx,
         }));
-        Daemon { addr, shutdown, reload, config_path, task, _dir: dir }
+        Daemon {
+            addr,
+            shutdown,
+            reload,
+            config_path,
+            task,
+            _dir: dir,
+        }
     }
 
     pub async fn get(&self, host: &str, path: &str) -> Response {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await
+        self.send(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
     }
 
     pub async fn send(&self, raw: &[u8]) -> Response {
@@ -102,7 +115,11 @@ impl Daemon {
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -110,7 +127,10 @@ pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(raw).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("response within 10 s").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response within 10 s")
+        .unwrap();
     Response::parse(&buf)
 }
 
@@ -130,10 +150,20 @@ pub struct Response {
 
 impl Response {
     fn parse(buf: &[u8]) -> Response {
-        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
         let head = std::str::from_utf8(&buf[..split]).unwrap();
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let headers = lines
             .map(|l| {
                 let (k, v) = l.split_once(':').unwrap();
@@ -141,14 +171,24 @@ impl Response {
             })
             .collect::<Vec<_>>();
         let mut body = buf[split + 4..].to_vec();
-        if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
+        if headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+        {
             body = dechunk(&body);
         }
-        Response { status, headers, body }
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -160,7 +200,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
         body = &body[line_end + 2..];
         if size == 0 {
             return out;
@@ -171,5 +213,9 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 }
 
 pub fn corpus(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/corpus/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/corpus/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
