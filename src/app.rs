@@ -147,6 +147,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 resolver: resolver.clone(),
                 issuer,
                 config: config_rx.clone(),
+                state_dir: state_dir.clone(),
             };
             manager.deploy_stored();
             manager_task = Some(tokio::spawn(manager.run(
@@ -209,6 +210,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
 
     server::serve(listeners, shared, shutdown.clone()).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     reloader.abort();
     if let Some(task) = manager_task {
         let _ = task.await;

@@ -44,6 +44,16 @@ pub enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// Show every domain's certificate: names, issuer, expiry, state, last error
+    Certs {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Exit 0 if the local daemon answers on its first HTTP listener (for container health checks)
+    Health {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Print a [[provider]] TOML block equivalent to a Thunderbird config-v1.1.xml
     Import {
         /// A config-v1.1.xml file, e.g. from the ISPDB

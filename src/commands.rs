@@ -128,3 +128,93 @@ pub fn import(file: &Path) -> Result<String, CommandError> {
         std::fs::read(file).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))?;
     import::import(&bytes).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))
 }
+
+/// `certs`: the certificate report, from the database, or from the daemon's
+/// `certs.json` while it holds the database lock.
+pub fn certs(path: &Path) -> Result<String, CommandError> {
+    use crate::certs::report;
+    use crate::config::TlsMode;
+    let config = config::load(path)?;
+    let state_dir = &config.server.state_dir;
+    match config.tls.mode {
+        TlsMode::Off => Ok("tls.mode = \"off\": mailconfd serves no certificates\n".to_owned()),
+        TlsMode::Files => {
+            let resolver = crate::tls::CertResolver::new();
+            let problems = crate::certs::files::load_into(&config, &resolver);
+            let mut out = String::new();
+            for (domain, _) in config.domains() {
+                let names = resolver.domain_names(domain).unwrap_or_default();
+                let state = if names.is_empty() {
+                    "no certificate file covers it"
+                } else {
+                    "served from file"
+                };
+                out.push_str(&format!(
+                    "{domain}\n  names:       {}\n  state:       {state}\n",
+                    names.join(", ")
+                ));
+            }
+            for p in problems {
+                out.push_str(&format!("problem: {p}\n"));
+            }
+            Ok(out)
+        }
+        TlsMode::Acme | TlsMode::Local => {
+            let rows = match crate::store::SledStore::open(state_dir) {
+                Ok(store) => report::rows(&config, &store, crate::certs::unix_now()),
+                Err(open_error) => report::read_snapshot(state_dir).map_err(|e| {
+                    CommandError::Other(format!(
+                        "{open_error:#}; and no report from a running daemon: {e}"
+                    ))
+                })?,
+            };
+            Ok(report::format_table(&rows))
+        }
+    }
+}
+
+/// How long `health` waits for the daemon.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `health`: GET the Thunderbird document of the first domain over the first
+/// HTTP listener; exit 0 only on 200.
+pub fn health(path: &Path) -> Result<(), CommandError> {
+    use std::io::{Read as _, Write as _};
+    let config = config::load(path)?;
+    let mut addr = *config.server.http_listen.first().ok_or_else(|| {
+        CommandError::Other("server.http_listen is empty: nothing to check".into())
+    })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let (domain, _) = config
+        .domains()
+        .next()
+        .ok_or_else(|| CommandError::Other("no domain configured".into()))?;
+    let fail = |e: std::io::Error| CommandError::Other(format!("{addr}: {e}"));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, HEALTH_TIMEOUT).map_err(fail)?;
+    stream
+        .set_read_timeout(Some(HEALTH_TIMEOUT))
+        .map_err(fail)?;
+    stream
+        .set_write_timeout(Some(HEALTH_TIMEOUT))
+        .map_err(fail)?;
+    let request = format!(
+        "GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.{domain}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).map_err(fail)?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(fail)?;
+    if &head[..] == b"HTTP/1.1 200" {
+        Ok(())
+    } else {
+        Err(CommandError::Other(format!(
+            "{addr}: unexpected answer {:?}",
+            String::from_utf8_lossy(&head)
+        )))
+    }
+}

@@ -50,6 +50,14 @@ fn main() -> ExitCode {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),
         },
+        Command::Certs { config } => match commands::certs(&config.path) {
+            Ok(text) => write_stdout(text.as_bytes()),
+            Err(e) => command_failed(e),
+        },
+        Command::Health { config } => match commands::health(&config.path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => command_failed(e),
+        },
         Command::Import { file } => match commands::import(&file) {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),

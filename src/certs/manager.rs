@@ -11,6 +11,7 @@
 //! certificate reaches the resolver only after it is flushed to disk.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub struct Manager {
     pub resolver: Arc<CertResolver>,
     pub issuer: Arc<dyn Issuer>,
     pub config: watch::Receiver<Arc<Config>>,
+    /// Where `certs.json` (the report `mailconfd certs` reads) is written.
+    pub state_dir: PathBuf,
 }
 
 /// The names one mail domain's certificate must cover, by domain.
@@ -79,6 +82,7 @@ impl Manager {
             }
         }
         tracing::info!(deployed, "stored certificates deployed");
+        self.write_report();
         deployed
     }
 
@@ -134,13 +138,24 @@ impl Manager {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = self.config.changed() => if changed.is_err() { break },
-                Some(domain) = done_rx.recv() => { in_flight.remove(&domain); }
+                Some(domain) = done_rx.recv() => {
+                    in_flight.remove(&domain);
+                    self.write_report();
+                }
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
         // Orders in flight are abandoned: nothing half-written can be left,
         // because a certificate is stored in one flushed write.
         tasks.close();
+    }
+
+    fn write_report(&self) {
+        let config = self.config.borrow().clone();
+        let rows = super::report::rows(&config, self.store.as_ref(), unix_now());
+        if let Err(e) = super::report::write_snapshot(&self.state_dir, &rows) {
+            tracing::warn!(error = %e, "writing certs.json failed");
+        }
     }
 
     /// When `domain` next needs an order, and whether that order is a renewal

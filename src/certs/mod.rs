@@ -8,6 +8,7 @@ pub mod acme;
 pub mod files;
 pub mod local;
 pub mod manager;
+pub mod report;
 
 use futures_util::future::BoxFuture;
 

@@ -219,3 +219,22 @@ pub fn corpus(path: &str) -> Vec<u8> {
     ))
     .unwrap()
 }
+
+/// Tests that bind 127.0.0.1:80/443 (the real Thunderbird only talks to those
+/// ports) take this lock so that they never run at the same time.
+pub static PRIVILEGED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Whether an external program is installed; in CI (`CI` set) a missing one
+/// is a failure, elsewhere the test is skipped with the reason printed.
+pub fn require_program(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
+    if found {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{program} is missing: apt-get install {package}");
+    }
+    eprintln!("SKIPPED: {program} is not installed (apt-get install {package})");
+    false
+}

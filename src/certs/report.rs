@@ -1,0 +1,105 @@
+//! What `mailconfd certs` shows: every configured domain with its names,
+//! issuer, expiry, state and last error. The daemon holds the database lock,
+//! so it also writes this report to `state_dir/certs.json` whenever something
+//! changes, and the command reads that file while the daemon runs.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub domain: String,
+    pub names: Vec<String>,
+    pub issuer: Option<String>,
+    /// Unix seconds.
+    pub not_after: Option<i64>,
+    pub state: String,
+    pub last_error: Option<String>,
+    /// Unix seconds.
+    pub next_attempt: Option<i64>,
+}
+
+pub fn snapshot_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("certs.json")
+}
+
+/// One row per configured domain, from the store.
+pub fn rows(config: &Config, store: &dyn Store, now: i64) -> Vec<Row> {
+    config
+        .domains()
+        .map(|(domain, _)| {
+            let cert = store.cert(domain).ok().flatten();
+            let status = store.status(domain).ok().flatten().unwrap_or_default();
+            let wanted = config.names_for_domain(domain);
+            let state = match &cert {
+                None if status.failures > 0 => "failing",
+                None => "pending",
+                Some(c) if c.not_after <= now => "expired",
+                Some(_) if status.failures > 0 => "valid, renewal failing",
+                Some(c) if !wanted.iter().all(|n| c.names.contains(n)) => "valid, names changed",
+                Some(_) => "valid",
+            };
+            Row {
+                domain: domain.to_owned(),
+                names: cert.as_ref().map_or(wanted, |c| c.names.clone()),
+                issuer: cert.as_ref().map(|c| c.issuer.clone()),
+                not_after: cert.as_ref().map(|c| c.not_after),
+                state: state.to_owned(),
+                last_error: status.last_error,
+                next_attempt: status.next_attempt,
+            }
+        })
+        .collect()
+}
+
+/// Writes the report atomically (temp file + rename), so a reader never sees half.
+pub fn write_snapshot(state_dir: &Path, rows: &[Row]) -> std::io::Result<()> {
+    let path = snapshot_file(state_dir);
+    let tmp = path.with_extension("json.tmp");
+    let bytes =
+        serde_json::to_vec_pretty(rows).expect("rows serialize: plain strings and integers");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &path)
+}
+
+pub fn read_snapshot(state_dir: &Path) -> std::io::Result<Vec<Row>> {
+    let bytes = std::fs::read(snapshot_file(state_dir))?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+/// A plain table for a terminal.
+pub fn format_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&format!("{}\n", r.domain));
+        out.push_str(&format!("  names:       {}\n", r.names.join(", ")));
+        out.push_str(&format!("  state:       {}\n", r.state));
+        if let Some(issuer) = &r.issuer {
+            out.push_str(&format!("  issuer:      {issuer}\n"));
+        }
+        if let Some(t) = r.not_after {
+            out.push_str(&format!("  not after:   {}\n", rfc3339(t)));
+        }
+        if let Some(e) = &r.last_error {
+            out.push_str(&format!("  last error:  {e}\n"));
+        }
+        if let Some(t) = r.next_attempt {
+            out.push_str(&format!("  next try:    {}\n", rfc3339(t)));
+        }
+    }
+    out
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
