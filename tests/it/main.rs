@@ -2,3 +2,4 @@
 mod http_table;
 mod lifecycle;
 mod support;
+mod thunderbird;

@@ -79,16 +79,41 @@ impl Daemon {
         std::fs::write(&config_path, config_text).unwrap();
         let config = mailconfd::config::load(&config_path).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let bound = Bound {
+            http: vec![listener],
+            https: vec![],
+        };
+        Daemon::start_with(dir, config_path, config, bound)
+    }
+
+    /// Like `start`, but binds what the config says (`http_listen`, and
+    /// `https_listen` unless TLS is off), e.g. 127.0.0.1:80 and :443 for the
+    /// real Thunderbird. `addr` is the first HTTP listener. Panics if a port
+    /// is taken; hold `PrivilegedPorts::lock` around it.
+    pub async fn start_bound(config_text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("mailconfd.toml");
+        std::fs::write(&config_path, config_text).unwrap();
+        let config = mailconfd::config::load(&config_path).unwrap();
+        let bound = Bound::from_config(&config)
+            .await
+            .unwrap_or_else(|e| panic!("binding the configured listeners: {e:#}"));
+        Daemon::start_with(dir, config_path, config, bound)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        config: mailconfd::config::Config,
+        bound: Bound,
+    ) -> Daemon {
+        let addr = bound.http[0].local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let (reload, reload_rx) = mpsc::channel(1);
         let task = tokio::spawn(app::run(RunOptions {
             config_path: config_path.clone(),
             config,
-            bound: Bound {
-                http: vec![listener],
-                https: vec![],
-            },
+            bound,
             shutdown: shutdown.clone(),
             reload: reload_rx,
         }));
@@ -223,6 +248,51 @@ pub fn corpus(path: &str) -> Vec<u8> {
 /// Tests that bind 127.0.0.1:80/443 (the real Thunderbird only talks to those
 /// ports) take this lock so that they never run at the same time.
 pub static PRIVILEGED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Both locks on ports 80/443: `PRIVILEGED_PORTS` (tests in this binary) and
+/// an advisory file lock in the temp dir (test runs from other checkouts on
+/// the same machine). Dropping the guard releases both.
+pub struct PrivilegedPorts {
+    _in_process: tokio::sync::MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+impl PrivilegedPorts {
+    /// Waits (at most `within`) for both locks.
+    pub async fn lock(within: Duration) -> PrivilegedPorts {
+        let deadline = tokio::time::Instant::now() + within;
+        let in_process = tokio::time::timeout_at(deadline, PRIVILEGED_PORTS.lock())
+            .await
+            .expect("PRIVILEGED_PORTS not released in time");
+        let path = std::env::temp_dir().join("mailconfd-tests-ports-80-443.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{} held by another process for too long",
+                        path.display()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    panic!("locking {}: {e}", path.display())
+                }
+            }
+        }
+        PrivilegedPorts {
+            _in_process: in_process,
+            _file: file,
+        }
+    }
+}
 
 /// Whether an external program is installed; in CI (`CI` set) a missing one
 /// is a failure, elsewhere the test is skipped with the reason printed.
