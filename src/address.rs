@@ -120,8 +120,19 @@ fn is_local_part_char(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
     } else {
-        !c.is_control() && !c.is_whitespace() && c != '\u{feff}' && !is_bidi_or_invisible(c)
+        !c.is_control()
+            && !c.is_whitespace()
+            && c != '\u{feff}'
+            && !is_bidi_or_invisible(c)
+            && !is_noncharacter(c)
     }
+}
+
+/// Unicode noncharacters (U+FDD0..U+FDEF and U+xxFFFE/U+xxFFFF): XML 1.0 does
+/// not allow U+FFFE/U+FFFF, so no XML document or plist could carry them.
+fn is_noncharacter(c: char) -> bool {
+    let u = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&u) || u & 0xFFFE == 0xFFFE
 }
 
 fn is_bidi_or_invisible(c: char) -> bool {
@@ -212,6 +223,8 @@ mod tests {
             "a\r\nb@example.org",
             "a\u{0}@example.org",
             "a\u{202e}@example.org",
+            "a\u{fffe}@example.org",
+            "a\u{ffff}@example.org",
             ".a@example.org",
             "a..b@example.org",
             "a@exa mple.org",

@@ -280,9 +280,37 @@ impl MtaStsMode {
 /// The placeholders a template may hold, as config-v1.1 defines them.
 pub const PLACEHOLDERS: [&str; 3] = ["%EMAILADDRESS%", "%EMAILLOCALPART%", "%EMAILDOMAIN%"];
 
-/// Replaces every placeholder in `template` with the parts of `address`.
-/// Without an address the template is returned unchanged, for the client to fill in.
+/// Replaces every placeholder in `template` with the parts of `address`, in
+/// one pass: placeholder text that arrives inside the address is never
+/// expanded again. Without an address the template is returned unchanged, for
+/// the client to fill in.
 pub fn expand<'a>(template: &'a str, address: Option<&EmailAddress>) -> Cow<'a, str> {
+    expand_with(template, address, |value, out| out.push_str(value))
+}
+
+/// As `expand`, for templates that are URLs: the substituted parts are
+/// percent-encoded, so a local part such as `x&admin=1` cannot add query
+/// parameters and non-ASCII travels as UTF-8 octets (RFC 3986 §2.1).
+pub fn expand_url<'a>(template: &'a str, address: Option<&EmailAddress>) -> Cow<'a, str> {
+    expand_with(template, address, |value, out| {
+        out.extend(percent_encoding::utf8_percent_encode(value, URL_VALUE));
+    })
+}
+
+/// Everything but RFC 3986 unreserved characters and `@` (legal in paths and
+/// queries, and what people expect to see in an address).
+const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'@');
+
+fn expand_with<'a>(
+    template: &'a str,
+    address: Option<&EmailAddress>,
+    push: impl Fn(&str, &mut String),
+) -> Cow<'a, str> {
     let Some(address) = address else {
         return Cow::Borrowed(template);
     };
@@ -290,12 +318,24 @@ pub fn expand<'a>(template: &'a str, address: Option<&EmailAddress>) -> Cow<'a, 
         return Cow::Borrowed(template);
     }
     let full = address.to_string();
-    Cow::Owned(
-        template
-            .replace("%EMAILADDRESS%", &full)
-            .replace("%EMAILLOCALPART%", address.local_part())
-            .replace("%EMAILDOMAIN%", address.domain()),
-    )
+    let values = [full.as_str(), address.local_part(), address.domain()];
+    let mut out = String::with_capacity(template.len() + full.len());
+    let mut rest = template;
+    'scan: while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        for (placeholder, value) in PLACEHOLDERS.iter().zip(values) {
+            if let Some(after) = tail.strip_prefix(placeholder) {
+                push(value, &mut out);
+                rest = after;
+                continue 'scan;
+            }
+        }
+        out.push('%');
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -310,6 +350,25 @@ mod tests {
             "Bob+tag.Bob+tag@example.com"
         );
         assert_eq!(expand("%EMAILADDRESS%", None), "%EMAILADDRESS%");
+        assert_eq!(expand("100% %EMAILDOMAIN%", Some(&a)), "100% example.com");
+    }
+
+    #[test]
+    fn placeholder_text_inside_the_address_is_not_expanded_again() {
+        let a = EmailAddress::parse("%EMAILDOMAIN%@example.com").unwrap();
+        assert_eq!(
+            expand("%EMAILADDRESS%", Some(&a)),
+            "%EMAILDOMAIN%@example.com"
+        );
+    }
+
+    #[test]
+    fn url_expansion_percent_encodes_the_address() {
+        let a = EmailAddress::parse("x&admin=1+jörg@example.com").unwrap();
+        assert_eq!(
+            expand_url("https://dav.example.com/?user=%EMAILADDRESS%&k=1", Some(&a)),
+            "https://dav.example.com/?user=x%26admin%3D1%2Bj%C3%B6rg@example.com&k=1"
+        );
     }
 
     #[test]

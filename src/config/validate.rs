@@ -739,17 +739,24 @@ fn mta_sts(key: &str, raw: RawMtaSts, p: &mut Problems) -> Option<MtaSts> {
         }
         None => 604_800,
     };
-    let tlsrpt_rua = raw.tlsrpt_rua.unwrap_or_default();
-    for (i, r) in tlsrpt_rua.iter().enumerate() {
-        let ok = r
-            .strip_prefix("mailto:")
-            .is_some_and(|a| crate::address::EmailAddress::parse(a).is_ok())
-            || (r.starts_with("https://") && !r.contains([',', ';', ' ', '"', '!']));
-        if !ok {
-            p.error(
+    let mut tlsrpt_rua = Vec::new();
+    for (i, r) in raw.tlsrpt_rua.unwrap_or_default().iter().enumerate() {
+        // Stored with an A-label domain: the TXT record must be ASCII (RFC 8460 §3).
+        let normalized = match r.strip_prefix("mailto:") {
+            Some(a) => crate::address::EmailAddress::parse(a)
+                .ok()
+                .map(|a| format!("mailto:{a}")),
+            None => (r.starts_with("https://")
+                && r.is_ascii()
+                && !r.contains([',', ';', ' ', '"', '!']))
+            .then(|| r.clone()),
+        };
+        match normalized {
+            Some(n) => tlsrpt_rua.push(n),
+            None => p.error(
                 format!("{key}.tlsrpt_rua[{i}]"),
                 format!("\"{r}\" is not a mailto: or https: URI"),
-            );
+            ),
         }
     }
     (p.errors.len() == errors_before).then_some(MtaSts {

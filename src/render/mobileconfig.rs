@@ -19,7 +19,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::address::EmailAddress;
-use crate::model::{Auth, Provider, Security, Server, ServerKind, expand};
+use crate::model::{Auth, Provider, Security, Server, ServerKind, expand, expand_url};
 use crate::render::{Document, MOBILECONFIG, safe_filename};
 
 /// Namespace for the v5 PayloadUUIDs. Never change it: Apple replaces an installed
@@ -365,7 +365,7 @@ struct DavParts<'a> {
 /// A bare `https://host/` gives no principal URL, so the device does RFC 6764
 /// discovery (`/.well-known/caldav`) instead of being sent to the server root.
 fn dav_parts<'a>(server: &'a Server, address: &EmailAddress) -> Option<DavParts<'a>> {
-    let url = expand(server.url()?, Some(address)).into_owned();
+    let url = expand_url(server.url()?, Some(address)).into_owned();
     let parts = split_url(&url)?;
     let principal_url = (parts.path.len() > 1).then(|| url.clone());
     Some(DavParts {
@@ -793,7 +793,8 @@ domains = ["pop.example"]
             assert_eq!(s(mail, "IncomingMailServerUsername"), a.to_string());
             assert_eq!(s(mail, "OutgoingMailServerUsername"), a.to_string());
             let cal = &payloads(&top)[1];
-            assert!(s(cal, "CalDAVPrincipalURL").ends_with(&format!("/{a}/")));
+            let encoded = crate::model::expand_url("%EMAILADDRESS%", Some(&a));
+            assert!(s(cal, "CalDAVPrincipalURL").ends_with(&format!("/{encoded}/")));
             assert!(doc.filename.unwrap().ends_with("-mail.mobileconfig"));
         }
         let idn = parse(&render(&p, &addr("jörg+news@Bücher.example")));

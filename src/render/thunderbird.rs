@@ -115,7 +115,7 @@ fn write_dav(
             // The 1.1 format knows only http-basic/http-digest/OAuth2 for DAV;
             // our DAV servers take the mail password over TLS.
             text_element(w, "authentication", "http-basic")?;
-            text_element(w, "serverURL", url)
+            text_element(w, "serverURL", &model::expand_url(url, address))
         })?;
     Ok(())
 }

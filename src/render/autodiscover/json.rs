@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::address::EmailAddress;
-use crate::model::{Provider, ServerKind, expand};
+use crate::model::{Provider, ServerKind, expand_url};
 use crate::render::Document;
 
 /// The unsupported protocol value is echoed in the 400 answer; this caps it so
@@ -55,7 +55,7 @@ pub fn render_json(provider: &Provider, address: &EmailAddress, protocol: &str) 
     if let Some(url) = activesync
         && protocol.eq_ignore_ascii_case("ActiveSync")
     {
-        return found("ActiveSync", &expand(url, Some(address)));
+        return found("ActiveSync", &expand_url(url, Some(address)));
     }
     let supported = if activesync.is_some() {
         "ActiveSync,AutodiscoverV1"

@@ -19,7 +19,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::address::EmailAddress;
-use crate::model::{Auth, Provider, Security, Server, ServerKind, expand};
+use crate::model::{Auth, Provider, Security, Server, ServerKind, expand, expand_url};
 use crate::render::Document;
 
 use super::{MOBILESYNC_RESPONSE_NS, OUTLOOK_RESPONSE_NS, RESPONSE_NS, ResponseSchema};
@@ -283,7 +283,7 @@ fn write_dav_protocol(w: &mut W, s: &Server, address: &EmailAddress) -> io::Resu
     };
     w.create_element("Protocol").write_inner_content(|w| {
         text(w, "Type", kind)?;
-        text(w, "Server", &expand(url, Some(address)))?;
+        text(w, "Server", &expand_url(url, Some(address)))?;
         text(w, "DomainRequired", "off")?;
         text(w, "LoginName", &expand(&s.username, Some(address)))?;
         Ok(())
@@ -312,7 +312,7 @@ fn write_mobilesync(w: &mut W, servers: &[&Server], address: &EmailAddress) -> i
                         w.create_element("Settings").write_inner_content(|w| {
                             for s in servers {
                                 let Some(url) = s.url() else { continue };
-                                let url = expand(url, Some(address));
+                                let url = expand_url(url, Some(address));
                                 w.create_element("Server").write_inner_content(|w| {
                                     text(w, "Type", "MobileSync")?;
                                     text(w, "Url", &url)?;
@@ -514,7 +514,7 @@ domains = ["example.com"]
             ],
             &[
                 ("Type", "CalDAV"),
-                ("Server", "https://dav.example.com/cal/o'&x@example.com"),
+                ("Server", "https://dav.example.com/cal/o%27%26x@example.com"),
                 ("DomainRequired", "off"),
                 ("LoginName", "o'&x@example.com"),
             ],
