@@ -1,4 +1,6 @@
 //! One integration-test binary (faster to link than one per file).
+mod acme;
 mod http_table;
 mod lifecycle;
+mod pebble;
 mod support;
