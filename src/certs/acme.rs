@@ -294,7 +294,21 @@ fn acme_error(e: instant_acme::Error) -> IssueError {
                 retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
             }
         }
-        other => IssueError::new(format!("{other}")),
+        // With the causes: hyper's "client error (Connect)" alone does not say
+        // that the CA refused the connection or that its certificate was not trusted.
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            IssueError::new(message)
+        }
     }
 }
 
