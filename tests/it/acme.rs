@@ -55,6 +55,30 @@ where
 
 // ---------------------------------------------------------------- the world
 
+/// Everything the in-process daemons of this test binary logged. Tests run in
+/// parallel, so assertions must look for lines only their own test produces
+/// (e.g. carrying its port).
+static LOG: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+struct TeeWriter;
+
+impl std::io::Write for TeeWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        LOG.lock().unwrap().push_str(&text);
+        print!("{text}"); // captured by libtest, shown for a failing test
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn in_process_log() -> String {
+    LOG.lock().unwrap().clone()
+}
+
 /// One test's CA, config file and state directory, and the daemon's ports.
 struct World {
     pebble: Pebble,
@@ -67,13 +91,15 @@ struct World {
 impl World {
     /// Starts Pebble pointed at `http_port`/`https_port`.
     async fn new(challenge: &'static str, http_port: u16, https_port: u16) -> World {
-        // The in-process daemon's log, shown by libtest when a test fails.
+        // The in-process daemon's log: shown by libtest when a test fails, and
+        // kept in `LOG` for assertions.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
             )
-            .with_test_writer()
+            .with_ansi(false)
+            .with_writer(|| TeeWriter)
             .try_init();
         let pebble = tokio::task::spawn_blocking(move || Pebble::start(http_port, https_port))
             .await
@@ -578,6 +604,19 @@ async fn issue_and_serve_everything(challenge: &'static str) {
     let daemon = InProcess::start(&world, http, https);
     world.wait_served("example.test", ISSUE_TIMEOUT).await;
     eprintln!("{challenge}: issued in {:?}", started.elapsed());
+    // Validated through the configured challenge: HTTP-01 requests reached
+    // our port 80 stand-in for every name, or none did.
+    let log = in_process_log();
+    for name in names("example.test") {
+        let http01 = format!(
+            "host=\"{name}:{}\" path=\"/.well-known/acme-challenge/",
+            world.http_port
+        );
+        let answered = log
+            .lines()
+            .any(|l| l.contains(&http01) && l.contains("status=200"));
+        assert_eq!(answered, challenge == "http-01", "{name}: {log}");
+    }
     world.check_documents("example.test").await;
     let row = world.report_row("example.test").expect("certs.json row");
     assert_eq!(row["state"], "valid", "{row}");
