@@ -378,16 +378,20 @@ async fn fetch(port: u16, host: &str, path: &str, root: &Path, post: Option<&[u8
         .arg("--cacert")
         .arg(root)
         .args(["-w", "%{stderr}%{http_code} %{content_type}"]);
-    if let Some(body) = post {
+    if post.is_some() {
         cmd.args(["-H", "Content-Type: text/xml; charset=utf-8"])
             .args(["--data-binary", "@-"]);
-        cmd.stdin(Stdio::piped());
-        let _ = body;
     }
-    cmd.arg(format!("https://{host}:{port}{path}"));
+    cmd.arg(format!("https://{host}:{port}{path}"))
+        .stdin(if post.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let body = post.map(<[u8]>::to_vec);
     let out = tokio::task::spawn_blocking(move || {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("curl runs");
         if let Some(body) = body {
             use std::io::Write as _;
@@ -596,6 +600,14 @@ fn certs_command(world: &World) -> String {
 
 // ---------------------------------------------------------------- scenarios
 
+/// Pebble and the command-line clients every test here runs.
+fn ca_tools() -> bool {
+    require_program("pebble", "pebble")
+        && require_program("pebble-challtestsrv", "pebble")
+        && require_program("curl", "curl")
+        && require_program("openssl", "openssl")
+}
+
 async fn issue_and_serve_everything(challenge: &'static str) {
     let (http, https) = bind_pair().await;
     let world = World::new(challenge, port(&http), port(&https)).await;
@@ -625,7 +637,7 @@ async fn issue_and_serve_everything(challenge: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_01_issues_and_every_document_verifies() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     issue_and_serve_everything("tls-alpn-01").await;
@@ -633,7 +645,7 @@ async fn tls_alpn_01_issues_and_every_document_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_01_issues_and_every_document_verifies() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     issue_and_serve_everything("http-01").await;
@@ -641,7 +653,7 @@ async fn http_01_issues_and_every_document_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_or_missing_sni_gets_no_certificate() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     let (http, https) = bind_pair().await;
@@ -681,7 +693,7 @@ async fn unknown_or_missing_sni_gets_no_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reuses_the_stored_certificate() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     let (http, https) = bind_pair().await;
@@ -713,12 +725,14 @@ async fn restart_reuses_the_stored_certificate() {
         world.handshake(Some("mta-sts.example.test")).await.unwrap()[0],
         first
     );
+    let row = world.report_row("example.test").expect("certs.json row");
+    assert_eq!(row["state"], "valid", "{row}");
     daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_domains() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     let (http, https) = bind_pair().await;
@@ -747,7 +761,7 @@ async fn reload_adds_and_removes_domains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_gone_mid_run_backs_off_and_keeps_serving() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     let (http_port, https_port) = (free_tcp_port(), free_tcp_port());
@@ -803,7 +817,7 @@ async fn ca_gone_mid_run_backs_off_and_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_issuance_then_restart_recovers() {
-    if !require_program("pebble", "pebble") {
+    if !ca_tools() {
         return;
     }
     let domains = [
@@ -862,7 +876,7 @@ async fn kill_9_during_issuance_then_restart_recovers() {
 /// The real Thunderbird, over HTTPS on 127.0.0.1:443 with Pebble's root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thunderbird_finds_the_configured_servers_over_acme_https() {
-    if !require_program("pebble", "pebble") || !require_program("thunderbird", "thunderbird") {
+    if !ca_tools() || !require_program("thunderbird", "thunderbird") {
         return;
     }
     let _ports = PRIVILEGED_PORTS.lock().await;
