@@ -754,6 +754,11 @@ async fn reload_adds_and_removes_domains() {
     world.write_config(&["example.test", "third.test"], 5);
     daemon.reload().await;
     world.wait_not_served("other.test").await;
+    until("other.test gone from certs.json", WAIT_TIMEOUT, || async {
+        let report = world.report();
+        (report.len() == 2 && world.report_row("other.test").is_none()).then_some(())
+    })
+    .await;
     world.wait_served("example.test", Duration::ZERO).await;
     world.wait_served("third.test", Duration::ZERO).await;
     daemon.stop().await;
