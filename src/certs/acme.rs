@@ -16,7 +16,7 @@ use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use super::{IssueError, Issued, Issuer};
 use crate::config::{AcmeConfig, Challenge, KeyType};
 use crate::store::Store;
-use crate::tls::{CertResolver, certkey};
+use crate::tls::CertResolver;
 
 /// How long we wait for the CA to validate and to issue.
 const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -235,8 +235,16 @@ fn alpn_challenge_cert(
     let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(err)?;
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(err)?;
-    certkey::certified_key(&cert.pem(), &key.serialize_pem())
-        .map_err(|e| IssueError::new(e.to_string()))
+    // Not through `certkey::certified_key`: its key/certificate check parses the
+    // certificate with webpki, which refuses the critical acmeIdentifier
+    // extension. The key is the one just generated, so it matches.
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der.into())
+        .map_err(|e| IssueError::new(format!("building the TLS-ALPN-01 certificate: {e}")))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    )))
 }
 
 /// The CA's reasons, per name, for an order that did not become ready.
@@ -286,7 +294,21 @@ fn acme_error(e: instant_acme::Error) -> IssueError {
                 retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
             }
         }
-        other => IssueError::new(format!("{other}")),
+        // With the causes: hyper's "client error (Connect)" alone does not say
+        // that the CA refused the connection or that its certificate was not trusted.
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+                source = cause.source();
+            }
+            IssueError::new(message)
+        }
     }
 }
 
@@ -301,5 +323,28 @@ impl Issuer for AcmeIssuer {
 
     fn source(&self) -> &str {
         &self.config.directory_url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_challenge_certificate_carries_the_critical_acme_identifier() {
+        let digest = [7u8; 32];
+        let key = alpn_challenge_cert("autoconfig.example.com", &digest).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).unwrap();
+        let ext = cert
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .expect("acmeIdentifier extension");
+        assert!(ext.critical);
+        // OCTET STRING (0x04, 32 bytes) holding the digest.
+        assert_eq!(&ext.value[..2], &[0x04, 32]);
+        assert_eq!(&ext.value[2..], &digest);
+        let info = crate::tls::certkey::info_der(key.cert[0].as_ref()).unwrap();
+        assert_eq!(info.names, vec!["autoconfig.example.com"]);
     }
 }

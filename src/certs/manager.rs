@@ -137,7 +137,13 @@ impl Manager {
             let sleep = Duration::from_secs((wake - now).clamp(1, MAX_SLEEP_SECS) as u64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                changed = self.config.changed() => if changed.is_err() { break },
+                changed = self.config.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // A removed domain leaves the report now, not at the next finished order.
+                    self.write_report();
+                }
                 Some(domain) = done_rx.recv() => {
                     in_flight.remove(&domain);
                     self.write_report();

@@ -54,7 +54,9 @@ pub fn certified_key(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
             Ok(Arc::new(certified))
         }
-        Err(_) => Err(CertError::Mismatch),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(CertError::Mismatch),
+        // webpki could not parse the leaf: not a mismatch, an unusable certificate.
+        Err(_) => Err(CertError::X509),
     }
 }
 

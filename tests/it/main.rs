@@ -1,6 +1,8 @@
 //! One integration-test binary (faster to link than one per file).
+mod acme;
 mod golden;
 mod http_table;
 mod lifecycle;
+mod pebble;
 mod support;
 mod thunderbird;

@@ -1,0 +1,243 @@
+//! A throw-away ACME CA for one test: Debian's `pebble` plus
+//! `pebble-challtestsrv` as its mock DNS (every name -> 127.0.0.1), on free
+//! loopback ports, as in shared/recipes/pebble.md. Pebble's own HTTPS
+//! certificate is made with rcgen at start; its root and intermediate (new at
+//! every start) are fetched from the management port. Both processes are
+//! killed on drop, so a failing test leaves no listeners behind.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// From spawn to a directory that answers, ports included.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Pebble {
+    /// Logs, configs, roots.
+    pub dir: tempfile::TempDir,
+    /// `https://127.0.0.1:PORT/dir`
+    pub directory_url: String,
+    /// Trust anchor for Pebble's own HTTPS (the ACME API), for `acme.ca_file`.
+    pub api_ca: PathBuf,
+    /// The root that issued certificates chain to (trust this in clients).
+    pub root: PathBuf,
+    /// The intermediate Pebble signs leaves with.
+    pub intermediate: PathBuf,
+    pebble: Option<Child>,
+    challtestsrv: Option<Child>,
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A port free for both UDP and TCP (the mock DNS listens on both).
+fn free_dns_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Pebble {
+    /// Starts a fresh CA whose validator connects to `http_port` (HTTP-01)
+    /// and `tls_port` (TLS-ALPN-01) on 127.0.0.1: the daemon's listeners.
+    pub fn start(http_port: u16, tls_port: u16) -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        let api_ca = write_api_certificate(dir.path());
+        let mut pebble = Pebble {
+            directory_url: String::new(),
+            api_ca,
+            root: dir.path().join("pebble-root.pem"),
+            intermediate: dir.path().join("pebble-intermediate.pem"),
+            pebble: None,
+            challtestsrv: None,
+            dir,
+        };
+        // The ports are picked free and then bound by Go: another process may
+        // take one in between, so a start that fails is retried on new ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match pebble.try_start(http_port, tls_port) {
+                Ok(()) => return pebble,
+                Err(e) => {
+                    eprintln!("pebble start failed: {e}");
+                    last = e;
+                    pebble.stop_all();
+                }
+            }
+        }
+        panic!("pebble did not start: {last}");
+    }
+
+    fn try_start(&mut self, http_port: u16, tls_port: u16) -> Result<(), String> {
+        let w = self.dir.path().to_owned();
+        let listen = free_tcp_port();
+        let management = free_tcp_port();
+        let chall_management = free_tcp_port();
+        let dns = free_dns_port();
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{listen}"),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
+                "certificate": w.join("wfe.pem"),
+                "privateKey": w.join("wfe.key"),
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }
+        });
+        std::fs::write(w.join("pebble-config.json"), config.to_string()).unwrap();
+        let log = |name: &str| Stdio::from(std::fs::File::create(w.join(name)).unwrap());
+        let challtestsrv = Command::new("pebble-challtestsrv")
+            .args(["-management", &format!("127.0.0.1:{chall_management}")])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdin(Stdio::null())
+            .stdout(log("challtestsrv.log"))
+            .stderr(log("challtestsrv.err"))
+            .spawn()
+            .map_err(|e| format!("spawning pebble-challtestsrv: {e}"))?;
+        self.challtestsrv = Some(challtestsrv);
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(w.join("pebble-config.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            // With "=": a bare `-strict false` ends Go's flag parsing.
+            .arg("-strict=false")
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdin(Stdio::null())
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .map_err(|e| format!("spawning pebble: {e}"))?;
+        self.pebble = Some(pebble);
+        self.directory_url = format!("https://127.0.0.1:{listen}/dir");
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let exited = [
+                ("pebble", self.pebble.as_mut()),
+                ("pebble-challtestsrv", self.challtestsrv.as_mut()),
+            ]
+            .into_iter()
+            .find_map(|(name, child)| Some((name, child?.try_wait().unwrap()?)));
+            if let Some((name, status)) = exited {
+                return Err(format!("{name} exited with {status}: {}", self.log()));
+            }
+            if self.api_get(&self.directory_url, None).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "directory not answering within {START_TIMEOUT:?}: {}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mgmt = format!("https://127.0.0.1:{management}");
+        self.api_get(&format!("{mgmt}/roots/0"), Some(&self.root))?;
+        self.api_get(&format!("{mgmt}/intermediates/0"), Some(&self.intermediate))?;
+        Ok(())
+    }
+
+    /// GET from Pebble's own HTTPS, trusting only its API CA; `out` saves the body.
+    fn api_get(&self, url: &str, out: Option<&Path>) -> Result<(), String> {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sSf", "--max-time", "5", "--cacert"])
+            .arg(&self.api_ca)
+            .arg(url);
+        if let Some(path) = out {
+            cmd.arg("-o").arg(path);
+        } else {
+            cmd.args(["-o", "/dev/null"]);
+        }
+        let output = cmd.output().map_err(|e| format!("running curl: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "curl {url}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Pebble's log so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!("{}{}", read("pebble.log"), read("pebble.err"))
+    }
+
+    /// How many orders Pebble has created so far.
+    pub fn orders(&self) -> usize {
+        self.log().matches("Added order").count()
+    }
+
+    /// Kills the CA (not the DNS mock), as if it went down mid-run.
+    pub fn kill_ca(&mut self) {
+        if let Some(mut child) = self.pebble.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn stop_all(&mut self) {
+        self.kill_ca();
+        if let Some(mut child) = self.challtestsrv.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1/localhost, for Pebble's own HTTPS.
+/// Returns the CA's PEM path (wfe.pem/wfe.key are written next to it).
+fn write_api_certificate(dir: &Path) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Pebble WFE test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    std::fs::write(dir.join("wfe.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("wfe.key"), key.serialize_pem()).unwrap();
+    let ca_path = dir.join("wfe-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    ca_path
+}
