@@ -59,6 +59,16 @@ pub enum Command {
         /// A config-v1.1.xml file, e.g. from the ISPDB
         file: PathBuf,
     },
+    /// Print the man page (roff) to stdout, or write mailconfd.1 and one page per command into a directory (packaging)
+    #[command(hide = true)]
+    Manpage {
+        /// Write mailconfd.1 and mailconfd-COMMAND.1 here instead of printing mailconfd.1
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script to stdout (packaging)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use mailconfd::cli::{Cli, Command};
 use mailconfd::commands::{self, CommandError, EXIT_CONFIG};
 
@@ -62,7 +62,82 @@ fn main() -> ExitCode {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),
         },
+        Command::Manpage { out_dir } => {
+            let written = match &out_dir {
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(public_command())
+                        .render(&mut page)
+                        .map(|()| page.extend_from_slice(MAN_EXTRA.as_bytes()))
+                        .and_then(|()| std::io::stdout().lock().write_all(&page))
+                }
+                Some(dir) => write_man_pages(dir),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("writing the man page: {e}"), 1),
+            }
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut public_command(), "mailconfd", &mut script);
+            write_stdout(&script)
+        }
     }
+}
+
+/// The command line as users see it: without the hidden packaging commands
+/// (clap_complete would offer them) and without `help` as a command.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    let mut public = clap::Command::new("mailconfd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .disable_help_subcommand(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        public = public.about(about.clone());
+    }
+    public
+}
+
+/// Sections of mailconfd(1) that clap knows nothing about.
+const MAN_EXTRA: &str = r#".SH FILES
+.TP
+\fI/etc/mailconfd/mailconfd.toml\fR
+The configuration (\fB\-c\fR, or \fBMAILCONFD_CONFIG\fR). The packaged file is
+the commented example with every key.
+.TP
+\fI/var/lib/mailconfd\fR
+\fBstate_dir\fR: the sled database with the ACME account, certificates, keys and
+per\-domain status. Under the packaged systemd unit (DynamicUser=yes) the data
+lives in \fI/var/lib/private/mailconfd\fR and \fI/var/lib/mailconfd\fR is a link to it.
+.SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reload the configuration; a file with any problem is refused and the running
+configuration stays.
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop accepting connections, finish requests in flight, exit 0.
+.SH "EXIT STATUS"
+0 on success; 78 (EX_CONFIG) when the configuration is invalid, with one
+"KEY: reason" line per problem on standard error; 1 for any other failure.
+.SH "SEE ALSO"
+\fBmailconfd\-serve\fR(1), \fBmailconfd\-check\fR(1), \fBmailconfd\-dns\fR(1),
+\fBmailconfd\-certs\fR(1), \fBsystemctl\fR(1), \fBjournalctl\fR(1)
+"#;
+
+/// mailconfd.1 (with [`MAN_EXTRA`]), plus mailconfd-COMMAND.1 for every
+/// visible command: the main page lists commands only by name and summary.
+fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(public_command(), dir)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("mailconfd.1"))?
+        .write_all(MAN_EXTRA.as_bytes())
 }
 
 fn write_stdout(bytes: &[u8]) -> ExitCode {
