@@ -24,6 +24,9 @@ use crate::signals;
 use crate::store::{SledStore, Store};
 use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
 
+/// Certificates the local CA issues at once (each is a key generation and a signature).
+const LOCAL_CONCURRENT_ISSUES: usize = 16;
+
 /// Listening sockets, bound before anything else starts.
 pub struct Bound {
     pub http: Vec<TcpListener>,
@@ -150,9 +153,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 state_dir: state_dir.clone(),
             };
             manager.deploy_stored();
+            // The local CA has no rate limits: only CPU bounds it.
+            let (concurrent, per_3h) = if tls_mode == TlsMode::Local {
+                (LOCAL_CONCURRENT_ISSUES, u32::MAX)
+            } else {
+                (
+                    acme_config.max_concurrent_orders,
+                    acme_config.new_orders_per_3h,
+                )
+            };
             manager_task = Some(tokio::spawn(manager.run(
-                acme_config.max_concurrent_orders,
-                acme_config.new_orders_per_3h,
+                concurrent,
+                per_3h,
                 shutdown.clone(),
             )));
             store_for_shutdown = Some(store);

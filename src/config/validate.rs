@@ -355,9 +355,11 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
     let mut domains = Vec::new();
     match raw.domains {
         Some(list) if !list.is_empty() => {
+            // A hoster lists thousands of domains: a set, not Vec::contains.
+            let mut seen = std::collections::HashSet::new();
             for (j, d) in list.iter().enumerate() {
                 match normalize_domain(d) {
-                    Ok(d) if domains.contains(&d) => p.error(
+                    Ok(d) if !seen.insert(d.clone()) => p.error(
                         format!("{key}.domains[{j}]"),
                         format!("\"{d}\" is listed twice"),
                     ),
