@@ -270,8 +270,9 @@ fn settings(w: &mut Html, s: &Strings, provider: &Provider, address: &EmailAddre
         "a",
         &[
             ("class", "button"),
+            // No `download` attribute: iOS Safari would file the profile away
+            // in Files instead of offering to install it.
             ("href", &profile_path(address)),
-            ("download", ""),
         ],
         s.download,
     );

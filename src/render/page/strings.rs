@@ -203,7 +203,7 @@ pub static EN: Strings = Strings {
     apple_heading: "iPhone, iPad and Mac",
     apple_intro: "Install a profile and your account is set up in one go.",
     download: "Download the profile",
-    qr_caption: "Or scan this code with your iPhone's camera.",
+    qr_caption: "On a computer? Scan this code with your iPhone’s camera.",
     qr_label: "QR code with the link to the profile",
 
     manual_heading: "Settings to enter by hand",
@@ -301,7 +301,7 @@ pub static DE: Strings = Strings {
     apple_heading: "iPhone, iPad und Mac",
     apple_intro: "Installieren Sie ein Profil, und Ihr Konto ist in einem Schritt eingerichtet.",
     download: "Profil herunterladen",
-    qr_caption: "Oder scannen Sie diesen Code mit der Kamera Ihres iPhones.",
+    qr_caption: "Am Computer? Scannen Sie diesen Code mit der Kamera Ihres iPhones.",
     qr_label: "QR-Code mit dem Link zum Profil",
 
     manual_heading: "Einstellungen zum Eintippen",
