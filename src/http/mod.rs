@@ -86,6 +86,10 @@ where
                 query: parts.uri.query(),
                 body: &body,
                 secure: conn.secure,
+                accept_language: parts
+                    .headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok()),
             };
             let now = time_of_day();
             let env = routes::Env {

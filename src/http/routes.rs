@@ -14,7 +14,7 @@ use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
 use crate::http::Hooks;
 use crate::model::Provider;
-use crate::render::{Document, autodiscover, mobileconfig, mta_sts, thunderbird};
+use crate::render::{Document, autodiscover, mobileconfig, mta_sts, page, thunderbird};
 
 /// The request, reduced to what routing needs.
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
     /// Arrived over TLS.
     pub secure: bool,
+    /// The Accept-Language header, for the settings page.
+    pub accept_language: Option<&'a str>,
 }
 
 /// What the route table needs besides the config: facts about this server.
@@ -284,8 +286,45 @@ fn dispatch(
             Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
             None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
         }),
-        Route::Page => Reply::error(StatusCode::NOT_FOUND, "not found"),
+        Route::Page => get_only(&|| settings_page(req, config, host_provider)),
     }
+}
+
+/// The page for people: the form, the settings for a served address, the form
+/// again (400) for an invalid one, a polite 404 for a domain we do not serve.
+fn settings_page(req: &Incoming<'_>, config: &Config, host_provider: &Provider) -> Reply {
+    let lang = page::Lang::negotiate(req.accept_language);
+    let typed = query_param(req.query, &["emailaddress", "email"]);
+    let parsed = typed.as_deref().map(EmailAddress::parse);
+    let (rendered, address) = match (&typed, &parsed) {
+        (Some(typed), Some(Err(error))) => (
+            page::render(host_provider, page::View::Invalid { typed, error }, lang),
+            None,
+        ),
+        (_, Some(Ok(address))) => {
+            let rendered = match config.provider_for_domain(address.domain()) {
+                Some(provider) => page::render(provider, page::View::Settings { address }, lang),
+                None => page::render(host_provider, page::View::UnknownDomain { address }, lang),
+            };
+            (rendered, Some(address))
+        }
+        _ => (page::render(host_provider, page::View::Form, lang), None),
+    };
+    let status = match rendered.outcome {
+        page::Outcome::Form | page::Outcome::Settings => StatusCode::OK,
+        page::Outcome::Invalid => StatusCode::BAD_REQUEST,
+        page::Outcome::UnknownDomain => StatusCode::NOT_FOUND,
+    };
+    let personal = rendered.outcome.is_personal();
+    let mut reply = Reply::with_status(status, rendered.document)
+        .header(header::CONTENT_SECURITY_POLICY, &rendered.csp)
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .header(header::VARY, "Accept-Language");
+    reply = cacheable(reply, personal);
+    if let Some(a) = address {
+        reply = reply.for_address(a);
+    }
+    reply
 }
 
 /// Documents that do not depend on the address may be cached briefly; personal

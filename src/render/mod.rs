@@ -9,6 +9,7 @@ pub mod autodiscover;
 pub mod dns;
 pub mod mobileconfig;
 pub mod mta_sts;
+pub mod page;
 pub mod thunderbird;
 
 /// A rendered document and how to serve it.

@@ -3,6 +3,7 @@ mod acme;
 mod golden;
 mod http_table;
 mod lifecycle;
+mod page;
 mod pebble;
 mod support;
 mod thunderbird;
