@@ -4,7 +4,8 @@
 //! - `address`: e-mail address and host name parsing (every entry point uses it)
 //! - `model`: the validated provider model, plain data
 //! - `config`: TOML -> validated `Config`, every problem with its key path
-//! - `render`: the pure render core, one module per client format
+//! - `render`: the pure render core, one module per client format, and the
+//!   settings page for people (`render::page`)
 //! - `import`: Thunderbird config-v1.1 (ISPDB) -> `[[provider]]` TOML
 //! - `http`: one request -> one reply: limits, routing, the request log
 //! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
