@@ -4,17 +4,19 @@
 //! fresh key and CSR, the certificate chain. Scheduling is the manager's job.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
-    Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
+    ExternalAccountKey, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 
-use super::{IssueError, Issued, Issuer};
+use super::{IssueError, Issued, Issuer, RenewalWindow};
 use crate::config::{AcmeConfig, Challenge, KeyType};
+use crate::store::CertRecord;
 use crate::store::Store;
 use crate::tls::CertResolver;
 
@@ -29,6 +31,8 @@ pub struct AcmeIssuer {
     store: Arc<dyn Store>,
     resolver: Arc<CertResolver>,
     account: tokio::sync::Mutex<Option<Account>>,
+    /// Until the directory proves otherwise (RFC 9773 renewalInfo).
+    ari_supported: AtomicBool,
 }
 
 impl AcmeIssuer {
@@ -44,6 +48,7 @@ impl AcmeIssuer {
             store,
             resolver,
             account: tokio::sync::Mutex::new(None),
+            ari_supported: AtomicBool::new(true),
         }
     }
 
@@ -111,11 +116,31 @@ impl AcmeIssuer {
         let _ = self.store.put_account(&self.config.directory_url, b"");
     }
 
-    async fn order(&self, names: &[String]) -> Result<Issued, IssueError> {
+    async fn order(
+        &self,
+        names: &[String],
+        previous: Option<&CertRecord>,
+    ) -> Result<Issued, IssueError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+        // Naming the replaced certificate makes a renewal exempt from rate
+        // limits at Let's Encrypt; only where the CA speaks ARI.
+        let replaces = previous
+            .filter(|_| self.ari_supported.load(Ordering::Relaxed))
+            .and_then(certificate_id);
+        let new_order = match replaces.clone() {
+            Some(id) => NewOrder::new(&identifiers).replaces(id),
+            None => NewOrder::new(&identifiers),
+        };
+        let first_try = match account.new_order(&new_order).await {
+            Err(instant_acme::Error::Unsupported(_)) => {
+                self.ari_supported.store(false, Ordering::Relaxed);
+                account.new_order(&NewOrder::new(&identifiers)).await
+            }
+            other => other,
+        };
+        let mut order = match first_try {
             Ok(o) => o,
             Err(instant_acme::Error::Api(p))
                 if p.r#type
@@ -317,12 +342,64 @@ impl Issuer for AcmeIssuer {
         &'a self,
         _domain: &'a str,
         names: &'a [String],
+        previous: Option<&'a CertRecord>,
     ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
-        self.order(names).boxed()
+        self.order(names, previous).boxed()
     }
 
     fn source(&self) -> &str {
         &self.config.directory_url
+    }
+
+    fn renewal_window<'a>(
+        &'a self,
+        record: &'a CertRecord,
+    ) -> futures_util::future::BoxFuture<'a, Option<RenewalWindow>> {
+        self.ari_window(record).boxed()
+    }
+}
+
+/// How often ARI is asked at most, and at least (Let's Encrypt asks for twice a day).
+const ARI_MIN_RECHECK_SECS: i64 = 3_600;
+const ARI_MAX_RECHECK_SECS: i64 = 12 * 3_600;
+
+/// The ARI identifier (RFC 9773 §4.1) of a stored certificate's leaf.
+fn certificate_id(record: &CertRecord) -> Option<CertificateIdentifier<'static>> {
+    use rustls_pki_types::pem::PemObject as _;
+    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(record.chain_pem.as_bytes())
+        .next()?
+        .ok()?;
+    CertificateIdentifier::try_from(&leaf)
+        .ok()
+        .map(|id| id.into_owned())
+}
+
+impl AcmeIssuer {
+    /// Asks the CA when to renew. `None` when the directory has no
+    /// renewalInfo (remembered, so we stop asking) or the request fails.
+    async fn ari_window(&self, record: &CertRecord) -> Option<RenewalWindow> {
+        if !self.ari_supported.load(Ordering::Relaxed) {
+            return None;
+        }
+        let id = certificate_id(record)?;
+        let account = self.account().await.ok()?;
+        match account.renewal_info(&id).await {
+            Ok((info, retry_after)) => Some(RenewalWindow {
+                start: info.suggested_window.start.unix_timestamp(),
+                end: info.suggested_window.end.unix_timestamp(),
+                recheck_secs: (retry_after.as_secs() as i64)
+                    .clamp(ARI_MIN_RECHECK_SECS, ARI_MAX_RECHECK_SECS),
+            }),
+            Err(instant_acme::Error::Unsupported(_)) => {
+                self.ari_supported.store(false, Ordering::Relaxed);
+                tracing::info!(directory = %self.config.directory_url, "the CA offers no renewal information (ARI); renewing at two thirds of the lifetime");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "renewal information request failed");
+                None
+            }
+        }
     }
 }
 

@@ -120,6 +120,7 @@ impl Issuer for LocalIssuer {
         &'a self,
         _domain: &'a str,
         names: &'a [String],
+        _previous: Option<&'a crate::store::CertRecord>,
     ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
         async move { self.issue_now(names) }.boxed()
     }

@@ -3,7 +3,8 @@
 //! One task. Every configured mail domain gets one certificate for its names
 //! (autoconfig, autodiscover, mta-sts), ordered eagerly at start and whenever a
 //! reload adds a domain or a name; renewed at two thirds of its lifetime minus
-//! a per-domain jitter; through a queue capped at `max_concurrent_orders` and a
+//! a per-domain jitter, or earlier when the CA's renewal information (ARI,
+//! RFC 9773, asked about twice a day per domain) says so; through a queue capped at `max_concurrent_orders` and a
 //! token bucket of `new_orders_per_3h` for new orders (renewals are exempt, as
 //! at Let's Encrypt). A failure backs off 1 min, 10 min, 100 min, then a day,
 //! never more than 5 failed attempts per domain per hour, and the old
@@ -18,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{IssueError, Issuer, unix_now};
+use super::{IssueError, Issuer, RenewalWindow, unix_now};
 use crate::config::Config;
 use crate::store::{CertRecord, DomainStatus, Store};
 use crate::tls::{CertResolver, certkey};
@@ -31,6 +32,10 @@ const MAX_FAILURES_PER_HOUR: usize = 4;
 /// Re-check everything at least this often even when nothing seems due.
 const MAX_SLEEP_SECS: i64 = 3_600;
 const BUCKET_WINDOW_SECS: f64 = 3.0 * 3600.0;
+/// Renewal-information requests in flight at once.
+const MAX_ARI_REQUESTS: usize = 4;
+/// When the CA gave no window (or has no ARI), ask again after this.
+const ARI_RETRY_SECS: i64 = 12 * 3_600;
 /// While orders keep finishing, `certs.json` is rewritten at most this often.
 const REPORT_INTERVAL_SECS: i64 = 5;
 
@@ -101,6 +106,10 @@ impl Manager {
         let mut schedule: HashMap<String, (i64, bool)> = HashMap::new();
         let mut config_changed = true;
         let mut last_report = 0;
+        // ACME Renewal Information: when each domain is next asked, and answers.
+        let mut ari_due: HashMap<String, i64> = HashMap::new();
+        let mut ari_in_flight: HashSet<String> = HashSet::new();
+        let (ari_tx, mut ari_rx) = mpsc::unbounded_channel::<(String, Option<RenewalWindow>)>();
         loop {
             let now = unix_now();
             if config_changed {
@@ -149,6 +158,32 @@ impl Manager {
                     let _ = done.send(domain);
                 });
             }
+            for (domain, &(due, renewal)) in &schedule {
+                if !renewal
+                    || due <= now
+                    || in_flight.contains(domain)
+                    || ari_in_flight.contains(domain)
+                {
+                    continue;
+                }
+                let check_at = *ari_due.get(domain).unwrap_or(&now);
+                if check_at > now {
+                    wake = wake.min(check_at);
+                    continue;
+                }
+                if ari_in_flight.len() >= MAX_ARI_REQUESTS {
+                    break;
+                }
+                let Some(record) = self.store.cert(domain).ok().flatten() else {
+                    continue;
+                };
+                ari_in_flight.insert(domain.clone());
+                let (issuer, domain, tx) = (self.issuer.clone(), domain.clone(), ari_tx.clone());
+                tasks.spawn(async move {
+                    let window = issuer.renewal_window(&record).await;
+                    let _ = tx.send((domain, window));
+                });
+            }
             let sleep = Duration::from_secs((wake - now).clamp(1, MAX_SLEEP_SECS) as u64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -169,6 +204,21 @@ impl Manager {
                     if in_flight.is_empty() || now - last_report >= REPORT_INTERVAL_SECS {
                         self.write_report();
                         last_report = now;
+                    }
+                }
+                Some((domain, window)) = ari_rx.recv() => {
+                    ari_in_flight.remove(&domain);
+                    let now = unix_now();
+                    match window {
+                        Some(w) => {
+                            if let Some(entry) = schedule.get_mut(&domain) {
+                                entry.0 = entry.0.min(time_in_window(&w, &domain));
+                            }
+                            ari_due.insert(domain, now + w.recheck_secs);
+                        }
+                        None => {
+                            ari_due.insert(domain, now + ARI_RETRY_SECS);
+                        }
                     }
                 }
                 _ = tokio::time::sleep(sleep) => {}
@@ -198,6 +248,13 @@ impl Manager {
         };
         (base.max(status.next_attempt.unwrap_or(0)), renewal)
     }
+}
+
+/// A stable point in the CA's window, spread by domain (RFC 9773 asks for a
+/// random one; a hash spreads as well and survives restarts).
+fn time_in_window(w: &RenewalWindow, domain: &str) -> i64 {
+    let span = (w.end - w.start).max(0) as u64;
+    w.start + (fnv1a(domain.as_bytes()) % (span + 1)) as i64
 }
 
 /// Two thirds into the lifetime (half for lifetimes under 10 days, as Let's
@@ -231,7 +288,11 @@ impl Job {
     async fn run(self) {
         let started = unix_now();
         tracing::info!(domain = %self.domain, names = %self.names.join(","), "ordering certificate");
-        let result = self.issuer.issue(&self.domain, &self.names).await;
+        let previous = self.store.cert(&self.domain).ok().flatten();
+        let result = self
+            .issuer
+            .issue(&self.domain, &self.names, previous.as_ref())
+            .await;
         let mut status = self
             .store
             .status(&self.domain)
@@ -382,6 +443,26 @@ mod tests {
         // Four failures within the hour: the next one waits until the oldest is an hour old.
         s.recent_failures = vec![now - 100, now - 50, now - 10, now];
         assert_eq!(next_attempt(&s, now, None), now - 100 + 3_600);
+    }
+
+    #[test]
+    fn ari_time_is_inside_the_window_and_stable() {
+        let w = RenewalWindow {
+            start: 1_000,
+            end: 2_000,
+            recheck_secs: 3_600,
+        };
+        for d in ["a.example", "b.example", "c.example"] {
+            let t = time_in_window(&w, d);
+            assert!((1_000..=2_000).contains(&t));
+            assert_eq!(t, time_in_window(&w, d));
+        }
+        let point = RenewalWindow {
+            start: 5,
+            end: 5,
+            recheck_secs: 1,
+        };
+        assert_eq!(time_in_window(&point, "x.example"), 5);
     }
 
     #[test]

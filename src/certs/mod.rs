@@ -12,6 +12,8 @@ pub mod report;
 
 use futures_util::future::BoxFuture;
 
+use crate::store::CertRecord;
+
 /// A freshly issued certificate.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -41,13 +43,33 @@ impl IssueError {
 
 /// Something that turns a list of names into a certificate.
 pub trait Issuer: Send + Sync {
+    /// Orders a certificate for `names`. `previous` is the certificate this
+    /// one replaces, if any (ACME ARI: a renewal that names it is exempt from
+    /// Let's Encrypt's rate limits).
     fn issue<'a>(
         &'a self,
         domain: &'a str,
         names: &'a [String],
+        previous: Option<&'a CertRecord>,
     ) -> BoxFuture<'a, Result<Issued, IssueError>>;
     /// Stored with each certificate: the ACME directory URL, or "local".
     fn source(&self) -> &str;
+    /// The CA's suggested renewal window for `record` (ACME Renewal
+    /// Information, RFC 9773), or `None` when the CA offers none.
+    fn renewal_window<'a>(
+        &'a self,
+        _record: &'a CertRecord,
+    ) -> BoxFuture<'a, Option<RenewalWindow>> {
+        Box::pin(async { None })
+    }
+}
+
+/// RFC 9773 §4.2: renew at a random time in [start, end]; ask again after `recheck_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenewalWindow {
+    pub start: i64,
+    pub end: i64,
+    pub recheck_secs: i64,
 }
 
 /// Seconds since the Unix epoch.
