@@ -89,6 +89,7 @@ pub async fn serve_from_file(path: &Path) -> anyhow::Result<()> {
         tracing::warn!(key = %w.key, reason = %w.reason, "config warning");
     }
     let bound = Bound::from_config(&config).await?;
+    crate::privileges::drop_root(config.server.user.as_deref(), &config.server.state_dir)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, reload) = mpsc::channel(1);
     signals::spawn(shutdown.clone(), reload_tx).context("installing signal handlers")?;

@@ -13,6 +13,7 @@
 //! - `tls`: SNI resolver, handshakes, ACME challenge answers, profile signing
 //! - `certs`: where certificates come from (ACME, local CA, files) and when
 //! - `store`: durable state (sled) behind a small trait
+//! - `privileges`: dropping root after the ports are bound
 //! - `app`: wiring only
 //! - `cli`, `commands`: the command line and its one-shot commands
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod config;
 pub mod http;
 pub mod import;
 pub mod model;
+pub mod privileges;
 pub mod render;
 pub mod server;
 pub mod signals;

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     /// Proxies whose `X-Forwarded-For` names the client in logs.
     pub trusted_proxies: Vec<IpNet>,
+    /// Started as root, become this user once the ports are bound.
+    pub user: Option<String>,
     /// The host name that autoconfig/autodiscover/mta-sts names should point at
     /// (used only by `mailconfd dns`).
     pub public_name: Option<String>,

@@ -30,6 +30,7 @@ pub struct RawServerSection {
     pub state_dir: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub public_name: Option<String>,
+    pub user: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -175,7 +175,18 @@ fn server_section(raw: RawServerSection, p: &mut Problems) -> ServerConfig {
             None
         }
     });
+    let user = raw.user.filter(|u| {
+        let ok = !u.is_empty()
+            && u.len() <= 32
+            && u.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            p.error("server.user", format!("\"{u}\" is not a user name"));
+        }
+        ok
+    });
     ServerConfig {
+        user,
         http_listen,
         https_listen,
         state_dir: PathBuf::from(state_dir),

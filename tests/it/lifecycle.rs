@@ -249,3 +249,77 @@ fn binary_check_and_sigterm() {
         "Authorization leaked: {log}"
     );
 }
+
+/// Started as root with `server.user`, the daemon binds, then runs as that
+/// user and hands it the state directory.
+#[test]
+fn root_drops_to_server_user_after_binding() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    if !status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    {
+        eprintln!("SKIPPED: not root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("c.toml");
+    let text = CONFIG
+        .replace(
+            "[server]\n",
+            &format!("[server]\nuser = \"nobody\"\nhttp_listen = [\"127.0.0.1:{port}\"]\n"),
+        )
+        .replace(
+            "state_dir = \"/nonexistent-not-used-in-off-mode\"",
+            &format!("state_dir = {:?}", state.display().to_string()),
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // An answer means serving has started, which happens after the drop.
+    while !answers_http(port) {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_owned();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        uid.split_whitespace().skip(1).all(|id| id == "65534"),
+        "{uid}"
+    );
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(std::fs::metadata(&state).unwrap().uid(), 65534);
+}
+
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n";
+    if s.write_all(request).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
+}
