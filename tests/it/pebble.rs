@@ -13,6 +13,22 @@ use std::time::{Duration, Instant};
 /// From spawn to a directory that answers, ports included.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What a test can change about the CA; `Default` is the plain CA every
+/// scenario used before (5-year certificates, no EAB, no rejected nonces).
+#[derive(Debug, Clone, Default)]
+pub struct PebbleOptions {
+    /// `certificateValidityPeriod`: lifetime of issued certificates, seconds.
+    pub validity_secs: Option<u64>,
+    /// `externalAccountMACKeys` (kid, base64url HMAC key); non-empty turns on
+    /// `externalAccountBindingRequired`.
+    pub eab_keys: Vec<(String, String)>,
+    /// `PEBBLE_WFE_NONCEREJECT`: percent of valid nonces rejected as badNonce (default 0).
+    pub nonce_reject_percent: u8,
+    /// `PEBBLE_AUTHZREUSE`: percent chance a still-valid authorization is reused
+    /// (Pebble's default, 50, when None).
+    pub authz_reuse_percent: Option<u8>,
+}
+
 pub struct Pebble {
     /// Logs, configs, roots.
     pub dir: tempfile::TempDir,
@@ -24,6 +40,7 @@ pub struct Pebble {
     pub root: PathBuf,
     /// The intermediate Pebble signs leaves with.
     pub intermediate: PathBuf,
+    options: PebbleOptions,
     pebble: Option<Child>,
     challtestsrv: Option<Child>,
 }
@@ -51,7 +68,8 @@ fn free_dns_port() -> u16 {
 impl Pebble {
     /// Starts a fresh CA whose validator connects to `http_port` (HTTP-01)
     /// and `tls_port` (TLS-ALPN-01) on 127.0.0.1: the daemon's listeners.
-    pub fn start(http_port: u16, tls_port: u16) -> Pebble {
+    /// `PebbleOptions::default()` is the plain CA.
+    pub fn start_with(http_port: u16, tls_port: u16, options: PebbleOptions) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let api_ca = write_api_certificate(dir.path());
         let mut pebble = Pebble {
@@ -59,6 +77,7 @@ impl Pebble {
             api_ca,
             root: dir.path().join("pebble-root.pem"),
             intermediate: dir.path().join("pebble-intermediate.pem"),
+            options,
             pebble: None,
             challtestsrv: None,
             dir,
@@ -85,7 +104,7 @@ impl Pebble {
         let management = free_tcp_port();
         let chall_management = free_tcp_port();
         let dns = free_dns_port();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{listen}"),
                 "managementListenAddress": format!("127.0.0.1:{management}"),
@@ -94,9 +113,21 @@ impl Pebble {
                 "httpPort": http_port,
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false
+                "externalAccountBindingRequired": !self.options.eab_keys.is_empty()
             }
         });
+        if let Some(secs) = self.options.validity_secs {
+            config["pebble"]["certificateValidityPeriod"] = secs.into();
+        }
+        if !self.options.eab_keys.is_empty() {
+            let keys: serde_json::Map<String, serde_json::Value> = self
+                .options
+                .eab_keys
+                .iter()
+                .map(|(kid, key)| (kid.clone(), key.clone().into()))
+                .collect();
+            config["pebble"]["externalAccountMACKeys"] = keys.into();
+        }
         std::fs::write(w.join("pebble-config.json"), config.to_string()).unwrap();
         let log = |name: &str| Stdio::from(std::fs::File::create(w.join(name)).unwrap());
         let challtestsrv = Command::new("pebble-challtestsrv")
@@ -110,14 +141,21 @@ impl Pebble {
             .spawn()
             .map_err(|e| format!("spawning pebble-challtestsrv: {e}"))?;
         self.challtestsrv = Some(challtestsrv);
-        let pebble = Command::new("pebble")
+        let mut pebble = Command::new("pebble");
+        if let Some(percent) = self.options.authz_reuse_percent {
+            pebble.env("PEBBLE_AUTHZREUSE", percent.to_string());
+        }
+        let pebble = pebble
             .arg("-config")
             .arg(w.join("pebble-config.json"))
             .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
             // With "=": a bare `-strict false` ends Go's flag parsing.
             .arg("-strict=false")
             .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env(
+                "PEBBLE_WFE_NONCEREJECT",
+                self.options.nonce_reject_percent.to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(log("pebble.log"))
             .stderr(log("pebble.err"))
