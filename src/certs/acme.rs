@@ -22,6 +22,8 @@ use crate::tls::CertResolver;
 
 /// How long we wait for the CA to validate and to issue.
 const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
+/// Orders started at once for one domain when the CA keeps rejecting nonces.
+const MAX_ORDER_ATTEMPTS: u32 = 5;
 /// When the CA says rateLimited without saying until when.
 const RATE_LIMITED_WAIT_SECS: u64 = 3600;
 
@@ -317,6 +319,10 @@ fn acme_error(e: instant_acme::Error) -> IssueError {
             IssueError {
                 message: problem_text(&p),
                 retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
+                transient: p
+                    .r#type
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(":badNonce")),
             }
         }
         // With the causes: hyper's "client error (Connect)" alone does not say
@@ -344,7 +350,22 @@ impl Issuer for AcmeIssuer {
         names: &'a [String],
         previous: Option<&'a CertRecord>,
     ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
-        self.order(names, previous).boxed()
+        async move {
+            // instant-acme retries a rejected nonce 3 times per request; an
+            // order that still hits one is started again at once instead of
+            // being backed off (and counted) like a failed validation.
+            let mut attempt = 1;
+            loop {
+                match self.order(names, previous).await {
+                    Err(e) if e.transient && attempt < MAX_ORDER_ATTEMPTS => {
+                        tracing::debug!(error = %e.message, attempt, "transient ACME error; ordering again");
+                        attempt += 1;
+                    }
+                    result => return result,
+                }
+            }
+        }
+        .boxed()
     }
 
     fn source(&self) -> &str {

@@ -30,6 +30,9 @@ pub struct IssueError {
     pub message: String,
     /// Seconds the CA asked us to wait (rateLimited, Retry-After).
     pub retry_after_secs: Option<u64>,
+    /// A per-request protocol hiccup (badNonce) rather than a verdict about
+    /// the domain: the order is tried again at once.
+    pub transient: bool,
 }
 
 impl IssueError {
@@ -37,6 +40,7 @@ impl IssueError {
         IssueError {
             message: message.into(),
             retry_after_secs: None,
+            transient: false,
         }
     }
 }
