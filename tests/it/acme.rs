@@ -897,7 +897,14 @@ async fn kill_9_during_issuance_then_restart_recovers() {
         restored >= deployed_before_kill && restored < domains.len(),
         "{restored} restored, {deployed_before_kill} deployed before the kill: {log}"
     );
-    assert!(!log.contains("ERROR") && !log.contains("WARN"), "{log}");
+    // (Tests run as root, so the "running as root" advice is expected.)
+    let problems: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            (l.contains("ERROR") || l.contains("WARN")) && !l.contains("mailconfd::privileges")
+        })
+        .collect();
+    assert!(problems.is_empty(), "{log}");
     daemon.stop().await;
     // With the daemon gone, `certs` opens the database itself: nothing corrupt.
     let table = certs_command(&world);
