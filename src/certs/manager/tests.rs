@@ -1,0 +1,74 @@
+use super::*;
+
+fn record(not_before: i64, lifetime: i64) -> CertRecord {
+    CertRecord {
+        names: vec![],
+        key_pem: String::new(),
+        chain_pem: String::new(),
+        not_before,
+        not_after: not_before + lifetime,
+        issuer: String::new(),
+        source: String::new(),
+    }
+}
+
+#[test]
+fn renewal_at_two_thirds_with_bounded_jitter() {
+    let day = 86_400;
+    let r = record(0, 90 * day);
+    let at = renew_at(&r, "example.com");
+    assert!(at <= 60 * day && at > 60 * day - 90 * day / 20, "{at}");
+    assert_eq!(at, renew_at(&r, "example.com"), "stable");
+    let short = record(0, 6 * day);
+    assert!(renew_at(&short, "example.com") <= 3 * day);
+}
+
+#[test]
+fn backoff_grows_and_respects_the_hourly_budget() {
+    let now = 1_000_000;
+    let mut s = DomainStatus {
+        failures: 1,
+        recent_failures: vec![now],
+        ..Default::default()
+    };
+    assert_eq!(next_attempt(&s, now, None), now + 60);
+    s.failures = 2;
+    assert_eq!(next_attempt(&s, now, None), now + 600);
+    s.failures = 9;
+    assert_eq!(next_attempt(&s, now, None), now + 86_400);
+    s.failures = 1;
+    assert_eq!(next_attempt(&s, now, Some(7200)), now + 7200);
+    // Four failures within the hour: the next one waits until the oldest is an hour old.
+    s.recent_failures = vec![now - 100, now - 50, now - 10, now];
+    assert_eq!(next_attempt(&s, now, None), now - 100 + 3_600);
+}
+
+#[test]
+fn ari_time_is_inside_the_window_and_stable() {
+    let w = RenewalWindow {
+        start: 1_000,
+        end: 2_000,
+        recheck_secs: 3_600,
+    };
+    for d in ["a.example", "b.example", "c.example"] {
+        let t = time_in_window(&w, d);
+        assert!((1_000..=2_000).contains(&t));
+        assert_eq!(t, time_in_window(&w, d));
+    }
+    let point = RenewalWindow {
+        start: 5,
+        end: 5,
+        recheck_secs: 1,
+    };
+    assert_eq!(time_in_window(&point, "x.example"), 5);
+}
+
+#[test]
+fn bucket_limits_new_orders_per_window() {
+    let mut b = TokenBucket::new(300, 0);
+    assert!((0..300).all(|_| b.take(0)));
+    assert!(!b.take(0));
+    assert_eq!(b.next_token_at(), 36);
+    assert!(b.take(36));
+    assert!(!b.take(36));
+}
