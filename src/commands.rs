@@ -32,7 +32,28 @@ impl CommandError {
 
 /// `check`: the warnings (printed even on success) and a summary line.
 pub fn check(path: &Path) -> Result<(Config, String), CommandError> {
-    let config = config::load(path)?;
+    let mut config = config::load(path)?;
+    if config.tls.mode == crate::config::TlsMode::Files {
+        // The daemon would start and serve what it can; say now what it cannot.
+        let resolver = crate::tls::CertResolver::new();
+        for problem in crate::certs::files::load_into(&config, &resolver) {
+            config.warnings.push(crate::config::Problem {
+                key: "tls.files".into(),
+                reason: problem,
+            });
+        }
+        let uncovered: Vec<String> = config
+            .domains()
+            .filter(|(d, _)| resolver.domain_key(d).is_none())
+            .map(|(d, _)| d.to_owned())
+            .collect();
+        for d in uncovered {
+            config.warnings.push(crate::config::Problem {
+                key: "tls.files".into(),
+                reason: format!("no certificate covers autoconfig.{d}: HTTPS for {d} will fail"),
+            });
+        }
+    }
     let summary = format!(
         "{}: ok, {} provider(s), {} mail domain(s), tls.mode = {:?}",
         path.display(),

@@ -323,3 +323,31 @@ fn answers_http(port: u16) -> bool {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 200"
 }
+
+/// `check` in files mode says which certificate files it cannot use and which
+/// domains no certificate covers, before the daemon would find out.
+#[test]
+fn check_warns_about_unusable_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let text = CONFIG.replace(
+        "[tls]\nmode = \"off\"",
+        "[tls]\nmode = \"files\"\n[[tls.files]]\ncert = \"/nonexistent/fullchain.pem\"\nkey = \"/nonexistent/privkey.pem\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: tls.files: /nonexistent/fullchain.pem"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no certificate covers autoconfig.other.example"),
+        "{stderr}"
+    );
+}
