@@ -197,42 +197,22 @@ fn binary_check_and_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
-        .args(["serve", "-c"])
-        .arg(&good)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_binary(&good, port, Stdio::piped());
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "daemon did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         let r = send_raw(addr, b"GET /mail/config-v1.1.xml?emailaddress=secret.person%40example.com HTTP/1.1\r\nHost: autoconfig.example.com\r\nAuthorization: Basic c2VjcmV0LXBhc3N3b3Jk\r\nConnection: close\r\n\r\n").await;
         assert_eq!(r.status, 200);
     });
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(11),
-            "no exit within 10 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    sigterm(&child);
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(11),
+        "no exit within 10 s of SIGTERM",
+    );
     assert_eq!(status.code(), Some(0));
     let mut log = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
@@ -280,34 +260,67 @@ fn root_drops_to_server_user_after_binding() {
             &format!("state_dir = {:?}", state.display().to_string()),
         );
     std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     // An answer means serving has started, which happens after the drop.
-    while !answers_http(port) {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = serve_binary(&config, port, Stdio::null());
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let uid = status
         .lines()
         .find(|l| l.starts_with("Uid:"))
         .unwrap()
         .to_owned();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    sigterm(&child);
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(11),
+        "no exit within 10 s of SIGTERM",
+    );
+    assert_eq!(status.code(), Some(0));
     assert!(
         uid.split_whitespace().skip(1).all(|id| id == "65534"),
         "{uid}"
     );
     use std::os::unix::fs::MetadataExt as _;
     assert_eq!(std::fs::metadata(&state).unwrap().uid(), 65534);
+}
+
+/// Starts `mailconfd serve -c config` and waits (bounded) until it answers on `port`.
+fn serve_binary(config: &std::path::Path, port: u16, stderr: Stdio) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answers_http(port) {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn sigterm(child: &std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// Waits at most `limit` for the process to exit.
+fn wait_exit(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn answers_http(port: u16) -> bool {
@@ -372,17 +385,7 @@ fn sigterm_during_a_slow_request_lets_it_finish() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !answers_http(port) {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = serve_binary(&config, port, Stdio::null());
     let body = b"<Autodiscover><Request><EMailAddress>alice@example.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -393,13 +396,7 @@ fn sigterm_during_a_slow_request_lets_it_finish() {
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(&body[..30]).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -410,16 +407,10 @@ fn sigterm_during_a_slow_request_lets_it_finish() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("<Type>IMAP</Type>"), "{answer}");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(11),
-            "no exit after the request finished"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(11),
+        "no exit after the request finished",
+    );
     assert_eq!(status.code(), Some(0));
 }
