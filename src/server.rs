@@ -42,10 +42,19 @@ pub const MAX_H2_STREAMS: u32 = 32;
 
 /// Turns an accepted TCP stream into the stream HTTP runs on (TLS for https).
 pub trait Acceptor: Send + Sync + 'static {
-    fn accept(
-        &self,
-        tcp: TcpStream,
-    ) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>>;
+    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Accepted>>;
+}
+
+/// A ready stream and the HTTP version ALPN settled, if it did.
+pub struct Accepted {
+    pub io: Box<dyn Io>,
+    pub protocol: Option<Protocol>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
 }
 
 /// A byte stream hyper can serve.
@@ -121,22 +130,25 @@ async fn accept_loop(
         tracker.spawn(async move {
             let _permit = permit;
             let secure = tls.is_some();
-            let io: Box<dyn Io> = match tls {
-                None => Box::new(tcp),
+            let accepted = match tls {
+                None => Accepted {
+                    io: Box::new(tcp),
+                    protocol: None,
+                },
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Some(io)) => io,
+                        Ok(Some(accepted)) => accepted,
                         _ => return,
                     }
                 }
             };
-            serve_connection(io, peer, secure, shared, shutdown).await;
+            serve_connection(accepted, peer, secure, shared, shutdown).await;
         });
     }
 }
 
 async fn serve_connection(
-    io: Box<dyn Io>,
+    accepted: Accepted,
     peer: SocketAddr,
     secure: bool,
     shared: Arc<Shared>,
@@ -162,7 +174,13 @@ async fn serve_connection(
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // ALPN already chose the version: skip sniffing the first bytes for the h2 preface.
+    let builder = match accepted.protocol {
+        Some(Protocol::Http1) => builder.http1_only(),
+        Some(Protocol::Http2) => builder.http2_only(),
+        None => builder,
+    };
+    let conn = builder.serve_connection(TokioIo::new(accepted.io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::http::Hooks;
-use crate::server::{Acceptor, Io};
+use crate::server::{Accepted, Acceptor, Io, Protocol};
 pub use resolver::CertResolver;
 
 /// TLS sessions remembered for resumption (each entry is a few hundred bytes).
@@ -88,10 +88,7 @@ impl TlsAcceptor {
 }
 
 impl Acceptor for TlsAcceptor {
-    fn accept(
-        &self,
-        tcp: TcpStream,
-    ) -> futures_util::future::BoxFuture<'static, Option<Box<dyn Io>>> {
+    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Accepted>> {
         let normal = self.normal.clone();
         let challenge = self.challenge.clone();
         async move {
@@ -106,7 +103,15 @@ impl Acceptor for TlsAcceptor {
                 tracing::debug!("answered a TLS-ALPN-01 validation handshake");
                 return None;
             }
-            Some(Box::new(stream) as Box<dyn Io>)
+            let protocol = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Some(Protocol::Http2),
+                Some(b"http/1.1") => Some(Protocol::Http1),
+                _ => None,
+            };
+            Some(Accepted {
+                io: Box::new(stream) as Box<dyn Io>,
+                protocol,
+            })
         }
         .boxed()
     }
