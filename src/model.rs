@@ -280,6 +280,50 @@ impl MtaStsMode {
 /// The placeholders a template may hold, as config-v1.1 defines them.
 pub const PLACEHOLDERS: [&str; 3] = ["%EMAILADDRESS%", "%EMAILLOCALPART%", "%EMAILDOMAIN%"];
 
+/// The first `%WORD%` token that is not a known placeholder. A `%` not
+/// followed by `WORD%` is literal text (as in a URL's percent-encoding).
+pub fn unknown_placeholder(s: &str) -> Option<&str> {
+    let mut rest = s;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        let end = after.find('%')?;
+        let word = &after[..end];
+        if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            let token = &rest[start..start + end + 2];
+            if !PLACEHOLDERS.contains(&token) {
+                return Some(token);
+            }
+            rest = &after[end + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    None
+}
+
+/// Placeholders replaced by sample values, so that a template's syntax (host
+/// name, URL) can be checked.
+pub fn sample_expansion(s: &str) -> String {
+    s.replace("%EMAILADDRESS%", "user@example.com")
+        .replace("%EMAILLOCALPART%", "user")
+        .replace("%EMAILDOMAIN%", "example.com")
+}
+
+/// A server host as the model stores it: a template with placeholders is kept
+/// as written (it must expand to a host name); a plain name becomes lower-case
+/// A-labels. Callers check `unknown_placeholder` first.
+///
+/// # Errors
+/// The (expanded) name is not a valid host name.
+pub fn host_template(h: &str) -> Result<String, crate::address::DomainError> {
+    if h.contains('%') {
+        crate::address::check_hostname(&sample_expansion(h).to_ascii_lowercase())?;
+        Ok(h.to_owned())
+    } else {
+        crate::address::normalize_domain(h)
+    }
+}
+
 /// Replaces every placeholder in `template` with the parts of `address`, in
 /// one pass: placeholder text that arrives inside the address is never
 /// expanded again. Without an address the template is returned unchanged, for

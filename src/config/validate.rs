@@ -17,6 +17,7 @@ use super::{
 use crate::address::{check_hostname, normalize_domain};
 use crate::model::{
     Auth, Endpoint, MtaSts, MtaStsMode, PLACEHOLDERS, Provider, Security, Server, ServerKind,
+    host_template, sample_expansion, unknown_placeholder,
 };
 
 pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -467,7 +468,7 @@ fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
             .rsplit_once(':')
             .filter(|(_, port)| port.parse::<u16>().is_ok())
             .map_or(h, |(h, _)| h);
-        check_hostname(&expand_for_check(h).to_ascii_lowercase()).is_ok()
+        check_hostname(&sample_expansion(h).to_ascii_lowercase()).is_ok()
     });
     if !scheme_ok
         || !host_ok
@@ -487,25 +488,10 @@ fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
     Some(u.to_owned())
 }
 
-/// Placeholders replaced by sample values, so host name syntax can be checked.
-fn expand_for_check(s: &str) -> String {
-    s.replace("%EMAILADDRESS%", "user@example.com")
-        .replace("%EMAILLOCALPART%", "user")
-        .replace("%EMAILDOMAIN%", "example.com")
-}
-
 /// Every `%WORD%` must be a known placeholder.
 fn check_placeholders(key: &str, s: &str, p: &mut Problems) -> bool {
-    let mut rest = s;
-    while let Some(start) = rest.find('%') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('%') else { break };
-        let token = &rest[start..start + end + 2];
-        let looks_like_placeholder = after[..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && end > 0;
-        if looks_like_placeholder && !PLACEHOLDERS.contains(&token) {
+    match unknown_placeholder(s) {
+        Some(token) => {
             p.error(
                 key,
                 format!(
@@ -513,15 +499,10 @@ fn check_placeholders(key: &str, s: &str, p: &mut Problems) -> bool {
                     PLACEHOLDERS.join(", ")
                 ),
             );
-            return false;
+            false
         }
-        rest = if looks_like_placeholder {
-            &after[end + 1..]
-        } else {
-            after
-        };
+        None => true,
     }
-    true
 }
 
 fn server(key: &str, raw: RawServer, p: &mut Problems) -> Option<Server> {
@@ -592,13 +573,10 @@ fn server(key: &str, raw: RawServer, p: &mut Problems) -> Option<Server> {
         let host = match raw.host {
             Some(h) => {
                 let lower = h.trim().trim_end_matches('.').to_owned();
-                let normalized = if !check_placeholders(&format!("{key}.host"), &lower, p) {
-                    Ok(lower.clone())
-                } else if lower.contains('%') {
-                    check_hostname(&expand_for_check(&lower).to_ascii_lowercase())
-                        .map(|()| lower.clone())
+                let normalized = if check_placeholders(&format!("{key}.host"), &lower, p) {
+                    host_template(&lower)
                 } else {
-                    normalize_domain(&lower)
+                    Ok(lower.clone())
                 };
                 match normalized {
                     Ok(h) => h,

@@ -13,8 +13,8 @@ mod xml;
 
 use xml::{RawDoc, RawServer, Text};
 
-use crate::address::{check_hostname, normalize_domain};
-use crate::model::{Auth, PLACEHOLDERS};
+use crate::address::normalize_domain;
+use crate::model::{Auth, PLACEHOLDERS, host_template, unknown_placeholder};
 
 /// Larger input is refused before parsing; real ISPDB files are a few KiB.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
@@ -407,48 +407,14 @@ fn port(p: &Text) -> Result<u16, ImportError> {
     }
 }
 
-/// The host as the config stores it: placeholders kept (they must expand to a
-/// host name), otherwise lower-case A-labels. Mirrors `config`'s host rule so
-/// the block is accepted as printed.
+/// The host as the config stores it (the model's own rule, so the block is
+/// accepted as printed).
 fn host(h: &str) -> Result<String, String> {
     let h = h.strip_suffix('.').unwrap_or(h);
     if let Some(token) = unknown_placeholder(h) {
         return Err(format!("unknown placeholder {}", quote(token)));
     }
-    if h.contains('%') {
-        let sample = h
-            .replace("%EMAILADDRESS%", "user@example.com")
-            .replace("%EMAILLOCALPART%", "user")
-            .replace("%EMAILDOMAIN%", "example.com")
-            .to_ascii_lowercase();
-        check_hostname(&sample).map_err(|e| e.to_string())?;
-        Ok(h.to_owned())
-    } else {
-        normalize_domain(h).map_err(|e| e.to_string())
-    }
-}
-
-/// The first `%WORD%` token that is not a known placeholder, scanning the way
-/// the config's validation does (a `%` not followed by `WORD%` is literal).
-fn unknown_placeholder(s: &str) -> Option<&str> {
-    let mut rest = s;
-    while let Some(start) = rest.find('%') {
-        let after = &rest[start + 1..];
-        let end = after.find('%')?;
-        let word = &after[..end];
-        let looks_like_placeholder =
-            !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if looks_like_placeholder {
-            let token = &rest[start..start + end + 2];
-            if !PLACEHOLDERS.contains(&token) {
-                return Some(token);
-            }
-            rest = &after[end + 1..];
-        } else {
-            rest = after;
-        }
-    }
-    None
+    host_template(h).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------
