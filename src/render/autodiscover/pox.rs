@@ -136,65 +136,66 @@ fn error_id() -> String {
     hash.to_string()
 }
 
-fn write_error(w: &mut W, ns: Option<&str>, code: ErrorCode, time: &str) -> io::Result<()> {
+/// The XML declaration, `<Autodiscover>` and its `<Response>` (in `response_ns`
+/// when given), around `body`: the frame every answer shares.
+fn envelope(
+    w: &mut W,
+    response_ns: Option<&str>,
+    body: impl FnOnce(&mut W) -> io::Result<()>,
+) -> io::Result<()> {
     decl(w)?;
     w.create_element("Autodiscover")
         .with_attribute(("xmlns", RESPONSE_NS))
         .write_inner_content(|w| {
             let response = w.create_element("Response");
-            let response = match ns {
+            let response = match response_ns {
                 Some(ns) => response.with_attribute(("xmlns", ns)),
                 None => response,
             };
-            response.write_inner_content(|w| {
-                let id = error_id();
-                w.create_element("Error")
-                    .with_attribute(("Time", time))
-                    .with_attribute(("Id", id.as_str()))
-                    .write_inner_content(|w| {
-                        text(w, "ErrorCode", &code.code().to_string())?;
-                        text(w, "Message", code.message())?;
-                        w.create_element("DebugData").write_empty()?;
-                        Ok(())
-                    })?;
-                Ok(())
-            })?;
+            response.write_inner_content(body)?;
             Ok(())
         })?;
     Ok(())
 }
 
+fn write_error(w: &mut W, ns: Option<&str>, code: ErrorCode, time: &str) -> io::Result<()> {
+    envelope(w, ns, |w| {
+        let id = error_id();
+        w.create_element("Error")
+            .with_attribute(("Time", time))
+            .with_attribute(("Id", id.as_str()))
+            .write_inner_content(|w| {
+                text(w, "ErrorCode", &code.code().to_string())?;
+                text(w, "Message", code.message())?;
+                w.create_element("DebugData").write_empty()?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
 fn write_outlook(w: &mut W, provider: &Provider, address: &EmailAddress) -> io::Result<()> {
     let display = address.to_string();
-    decl(w)?;
-    w.create_element("Autodiscover")
-        .with_attribute(("xmlns", RESPONSE_NS))
-        .write_inner_content(|w| {
-            w.create_element("Response")
-                .with_attribute(("xmlns", OUTLOOK_RESPONSE_NS))
-                .write_inner_content(|w| {
-                    // We do not know the person's name; the address is what
-                    // Outlook shows otherwise, and the user can change it.
-                    w.create_element("User")
-                        .write_inner_content(|w| text(w, "DisplayName", &display))?;
-                    w.create_element("Account").write_inner_content(|w| {
-                        text(w, "AccountType", "email")?;
-                        text(w, "Action", "settings")?;
-                        // Mail first: a client that takes the first Protocol as
-                        // "the" account must not land on a DAV block.
-                        for s in provider.servers.iter().filter(|s| !s.kind.uses_url()) {
-                            write_mail_protocol(w, provider, s, address)?;
-                        }
-                        for s in &provider.servers {
-                            write_dav_protocol(w, s, address)?;
-                        }
-                        Ok(())
-                    })?;
-                    Ok(())
-                })?;
+    envelope(w, Some(OUTLOOK_RESPONSE_NS), |w| {
+        // We do not know the person's name; the address is what
+        // Outlook shows otherwise, and the user can change it.
+        w.create_element("User")
+            .write_inner_content(|w| text(w, "DisplayName", &display))?;
+        w.create_element("Account").write_inner_content(|w| {
+            text(w, "AccountType", "email")?;
+            text(w, "Action", "settings")?;
+            // Mail first: a client that takes the first Protocol as
+            // "the" account must not land on a DAV block.
+            for s in provider.servers.iter().filter(|s| !s.kind.uses_url()) {
+                write_mail_protocol(w, provider, s, address)?;
+            }
+            for s in &provider.servers {
+                write_dav_protocol(w, s, address)?;
+            }
             Ok(())
         })?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Outlook has one authentication slot per protocol; it describes the
@@ -294,40 +295,31 @@ fn write_dav_protocol(w: &mut W, s: &Server, address: &EmailAddress) -> io::Resu
 /// MS-ASCMD §4.2.4: one `Server` of type MobileSync per configured endpoint.
 fn write_mobilesync(w: &mut W, servers: &[&Server], address: &EmailAddress) -> io::Result<()> {
     let shown = address.to_string();
-    decl(w)?;
-    w.create_element("Autodiscover")
-        .with_attribute(("xmlns", RESPONSE_NS))
-        .write_inner_content(|w| {
-            w.create_element("Response")
-                .with_attribute(("xmlns", MOBILESYNC_RESPONSE_NS))
-                .write_inner_content(|w| {
-                    // The documented example value; devices use it for server
-                    // messages only, and we have no locale to offer.
-                    text(w, "Culture", "en:us")?;
-                    w.create_element("User").write_inner_content(|w| {
-                        text(w, "DisplayName", &shown)?;
-                        text(w, "EMailAddress", &shown)
+    envelope(w, Some(MOBILESYNC_RESPONSE_NS), |w| {
+        // The documented example value; devices use it for server
+        // messages only, and we have no locale to offer.
+        text(w, "Culture", "en:us")?;
+        w.create_element("User").write_inner_content(|w| {
+            text(w, "DisplayName", &shown)?;
+            text(w, "EMailAddress", &shown)
+        })?;
+        w.create_element("Action").write_inner_content(|w| {
+            w.create_element("Settings").write_inner_content(|w| {
+                for s in servers {
+                    let Some(url) = s.url() else { continue };
+                    let url = expand_url(url, Some(address));
+                    w.create_element("Server").write_inner_content(|w| {
+                        text(w, "Type", "MobileSync")?;
+                        text(w, "Url", &url)?;
+                        text(w, "Name", &url)
                     })?;
-                    w.create_element("Action").write_inner_content(|w| {
-                        w.create_element("Settings").write_inner_content(|w| {
-                            for s in servers {
-                                let Some(url) = s.url() else { continue };
-                                let url = expand_url(url, Some(address));
-                                w.create_element("Server").write_inner_content(|w| {
-                                    text(w, "Type", "MobileSync")?;
-                                    text(w, "Url", &url)?;
-                                    text(w, "Name", &url)
-                                })?;
-                            }
-                            Ok(())
-                        })?;
-                        Ok(())
-                    })?;
-                    Ok(())
-                })?;
+                }
+                Ok(())
+            })?;
             Ok(())
         })?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]
