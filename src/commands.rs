@@ -54,14 +54,61 @@ pub fn check(path: &Path) -> Result<(Config, String), CommandError> {
             });
         }
     }
+    let clients = client_report(&mut config);
     let summary = format!(
-        "{}: ok, {} provider(s), {} mail domain(s), tls.mode = {:?}",
+        "{}: ok, {} provider(s), {} mail domain(s), tls.mode = {:?}\n{clients}",
         path.display(),
         config.providers.len(),
         config.domains().count(),
         config.tls.mode
     );
-    Ok((config, summary))
+    Ok((config, summary.trim_end().to_owned()))
+}
+
+/// For `check`: per provider, which server each single-server client gets
+/// and what the bare domain needs; a warning for each client that would
+/// throw the whole document away (unless validation already named it).
+fn client_report(config: &mut Config) -> String {
+    use crate::render::clients;
+    let mut out = String::new();
+    let mut warnings = Vec::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        let Some(domain) = provider.domains.first() else {
+            continue;
+        };
+        let Ok(sample) = EmailAddress::parse(&format!("user@{domain}")) else {
+            continue;
+        };
+        out.push_str(&format!("provider[{i}] ({}), for {sample}:\n", provider.id));
+        for v in clients::verdicts(provider, &sample) {
+            match &v.outcome {
+                Ok(took) => out.push_str(&format!("  {}: {took}\n", v.client)),
+                Err(reason) => {
+                    out.push_str(&format!("  {}: {reason}\n", v.client));
+                    let key = format!("provider[{i}]");
+                    let named = config.warnings.iter().any(|w| {
+                        (w.key == key || w.key.starts_with(&format!("{key}.")))
+                            && w.reason.contains(v.client)
+                    });
+                    if !named {
+                        warnings.push(crate::config::Problem {
+                            key,
+                            reason: format!("{}: {reason}", v.client),
+                        });
+                    }
+                }
+            }
+        }
+        for d in &provider.domains {
+            if config.serves_bare_domain(d) {
+                out.push_str(&format!(
+                    "  bare_domain: https://{d}/ is served and {d} is in its certificate: {d}'s A/AAAA records must point here (mailconfd dns --domain {d})\n"
+                ));
+            }
+        }
+    }
+    config.warnings.extend(warnings);
+    out
 }
 
 /// `render`: exactly the bytes the server serves for this address (profiles
@@ -122,6 +169,12 @@ pub fn dns(path: &Path, only: Option<&str>) -> Result<String, CommandError> {
             provider,
             domain,
             config.server.public_name.as_deref(),
+        ));
+        out.push('\n');
+        out.push_str(&dns::bare_domain(
+            domain,
+            config.server.public_name.as_deref(),
+            config.serves_bare_domain(domain),
         ));
         out.push('\n');
     }

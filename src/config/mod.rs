@@ -7,7 +7,7 @@
 mod raw;
 mod validate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// mail domain (A-label) -> index into `providers`.
     by_domain: HashMap<String, usize>,
+    /// Mail domains served under their own name too (`bare_domain`, opt-in).
+    bare_domains: HashSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,8 +270,14 @@ impl Config {
             .flat_map(|p| p.domains.iter().map(move |d| (d.as_str(), p)))
     }
 
+    /// Whether `https://domain/` is ours: the provider set `bare_domain` for it.
+    pub fn serves_bare_domain(&self, domain: &str) -> bool {
+        self.bare_domains.contains(domain)
+    }
+
     /// The TLS host names mailconfd answers for, for mail domain `domain`:
-    /// autoconfig, autodiscover, and mta-sts when the provider publishes a policy.
+    /// autoconfig, autodiscover, mta-sts when the provider publishes a policy,
+    /// and the domain itself when `bare_domain` enables it.
     pub fn names_for_domain(&self, domain: &str) -> Vec<String> {
         let mut names = vec![
             format!("autoconfig.{domain}"),
@@ -280,6 +288,9 @@ impl Config {
             .is_some_and(|p| p.mta_sts.is_some())
         {
             names.push(format!("mta-sts.{domain}"));
+        }
+        if self.serves_bare_domain(domain) {
+            names.push(domain.to_owned());
         }
         names
     }

@@ -78,8 +78,17 @@ pub struct RawProvider {
     pub mta_sts: Option<RawMtaSts>,
     pub logo_url: Option<String>,
     pub support: Option<String>,
+    pub bare_domain: Option<BoolOrList>,
     #[serde(flatten)]
     pub unknown: Unknown,
+}
+
+/// `bare_domain = true` or `bare_domain = ["example.com"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrList {
+    Bool(bool),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! RawConfig -> Config: every rule, every problem collected with its key path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use base64::Engine as _;
 
 use super::raw::{
-    RawAcme, RawConfig, RawMtaSts, RawProvider, RawServer, RawServerSection, RawTls, Unknown,
+    BoolOrList, RawAcme, RawConfig, RawMtaSts, RawProvider, RawServer, RawServerSection, RawTls,
+    Unknown,
 };
 use super::{
     AcmeConfig, CertFiles, Challenge, Config, ExternalAccountBinding, IpNet, KeyType, ServerConfig,
@@ -88,11 +89,14 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut by_domain: HashMap<String, usize> = HashMap::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut domain_owner: HashMap<String, usize> = HashMap::new();
-    for (i, rp) in raw.provider.into_iter().enumerate() {
+    let mut bare_domains = HashSet::new();
+    for (i, mut rp) in raw.provider.into_iter().enumerate() {
         let key = format!("provider[{i}]");
+        let bare = rp.bare_domain.take();
         let Some(provider) = provider(&key, rp, &mut p) else {
             continue;
         };
+        bare_domains.extend(bare_domain(&key, bare, &provider, &mut p));
         if let Some(first) = ids.insert(provider.id.clone(), i) {
             p.error(
                 format!("{key}.id"),
@@ -130,7 +134,35 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         providers,
         warnings: p.warnings,
         by_domain,
+        bare_domains,
     })
+}
+
+/// `bare_domain`: which of the provider's mail domains are served under their
+/// own name (`https://D/...`) and put into their certificate. Opt-in, because
+/// a certificate order for D fails unless D's address points here.
+fn bare_domain(
+    key: &str,
+    raw: Option<BoolOrList>,
+    provider: &Provider,
+    p: &mut Problems,
+) -> Vec<String> {
+    match raw {
+        None | Some(BoolOrList::Bool(false)) => Vec::new(),
+        Some(BoolOrList::Bool(true)) => provider.domains.clone(),
+        Some(BoolOrList::List(list)) => {
+            let mut out = Vec::new();
+            for (j, d) in list.iter().enumerate() {
+                let k = format!("{key}.bare_domain[{j}]");
+                match normalize_domain(d) {
+                    Ok(d) if provider.domains.contains(&d) => out.push(d),
+                    Ok(d) => p.error(k, format!("\"{d}\" is not one of this provider's domains")),
+                    Err(e) => p.error(k, format!("\"{d}\": {e}")),
+                }
+            }
+            out
+        }
+    }
 }
 
 fn server_section(raw: RawServerSection, p: &mut Problems) -> ServerConfig {

@@ -121,7 +121,9 @@ fn match_path(path: &str) -> Option<Route<'_>> {
         JSON_PATH => Route::Json {
             address_in_path: None,
         },
-        "/mobileconfig" => Route::Mobileconfig,
+        // With the slash: the URL automx2 publishes, so that links keep working
+        // after a switch.
+        "/mobileconfig" | "/mobileconfig/" => Route::Mobileconfig,
         "/.well-known/mta-sts.txt" => Route::MtaSts,
         "/" => Route::Page,
         _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => {
@@ -147,7 +149,7 @@ pub fn route(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
     let Some(route) = match_path(req.path) else {
         return Reply::error(StatusCode::NOT_FOUND, "not found");
     };
-    if !served_on(route, host_kind) {
+    if !served_on(route, host_kind, config.serves_bare_domain(host_domain)) {
         return Reply::error(StatusCode::NOT_FOUND, "not found");
     }
     let mut reply = if !req.secure && env.redirect_plain_http {
@@ -160,14 +162,16 @@ pub fn route(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
 }
 
 /// Which names answer which paths (interface.md, "Host names served").
-fn served_on(route: Route<'_>, kind: HostKind) -> bool {
+/// `bare`: the domain itself is in its certificate (`bare_domain`), so HTTP-01
+/// challenges for it arrive on the bare name.
+fn served_on(route: Route<'_>, kind: HostKind, bare: bool) -> bool {
     use HostKind::*;
     match route {
         Route::Thunderbird => matches!(kind, Autoconfig | Apex),
         Route::Pox | Route::Json { .. } => matches!(kind, Autodiscover | Apex | Autoconfig),
         Route::Mobileconfig | Route::Page => matches!(kind, Autoconfig | Autodiscover),
         Route::MtaSts => kind == MtaSts,
-        Route::AcmeChallenge(_) => kind != Apex,
+        Route::AcmeChallenge(_) => kind != Apex || bare,
     }
 }
 
@@ -245,13 +249,15 @@ fn dispatch(
             })
         }),
         Route::Pox => match *req.method {
-            Method::POST => pox(req.body, config, env.time_of_day),
-            // A browser looking at the URL: a readable error document, not a bare 404.
-            Method::GET | Method::HEAD => Reply::ok(autodiscover::render_error(
-                autodiscover::ErrorCode::InvalidRequest,
-                env.time_of_day,
-            ))
-            .no_store(),
+            Method::POST if !req.body.trim_ascii().is_empty() => {
+                pox(req.body, config, env.time_of_day)
+            }
+            // A GET, or a POST with no body (Delta Chat; anyone who learnt the
+            // URL from a guide for static files): the settings, as a static
+            // autodiscover.xml would answer.
+            Method::GET | Method::HEAD | Method::POST => {
+                pox_without_body(req.query, config, host_domain, host_provider)
+            }
             _ => Reply::method_not_allowed("GET, HEAD, POST"),
         },
         Route::Json { address_in_path } => {
@@ -405,6 +411,29 @@ fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
     ))
     .no_store()
     .for_address(&address)
+}
+
+/// The Outlook 2006a settings for the address in the query, else for the
+/// Host's mail domain with only `%EMAILDOMAIN%` filled in.
+fn pox_without_body(
+    query: Option<&str>,
+    config: &Config,
+    host_domain: &str,
+    host_provider: &Provider,
+) -> Reply {
+    let address = match query_address(query, &["emailaddress", "email"]) {
+        Ok(a) => a,
+        Err(e) => return bad_address(e),
+    };
+    with_provider(config, address.as_ref(), host_provider, |provider| {
+        let doc = match &address {
+            Some(a) => {
+                autodiscover::render(provider, a, &autodiscover::ResponseSchema::Outlook2006a)
+            }
+            None => autodiscover::render_for_domain(provider, host_domain),
+        };
+        cacheable(Reply::ok(doc), address.is_some())
+    })
 }
 
 fn json(

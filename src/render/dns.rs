@@ -17,6 +17,9 @@ use crate::model::{Provider, Security, Server, ServerKind};
 use crate::render::mobileconfig::split_url;
 use crate::render::mta_sts;
 
+mod bare;
+pub use bare::bare_domain;
+
 /// TTL of every record we print.
 pub const TTL_SECS: u32 = 3600;
 

@@ -1,5 +1,6 @@
 //! One integration-test binary (faster to link than one per file).
 mod acme;
+mod clients;
 mod golden;
 mod http_table;
 mod lifecycle;

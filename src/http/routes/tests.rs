@@ -25,5 +25,8 @@ fn paths_match_without_case_where_clients_differ() {
         })
     );
     assert_eq!(match_path("/mail/config-v1.1.xml/"), None);
+    // automx2's spelling, so its published links keep working.
+    assert_eq!(match_path("/mobileconfig/"), Some(Route::Mobileconfig));
+    assert_eq!(match_path("/mobileconfig"), Some(Route::Mobileconfig));
     assert_eq!(match_path("/etc/passwd"), None);
 }
