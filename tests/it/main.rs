@@ -1,8 +1,10 @@
 //! One integration-test binary (faster to link than one per file).
 mod acme;
 mod clients;
+mod deltachat;
 mod golden;
 mod http_table;
+mod kmail;
 mod lifecycle;
 mod page;
 mod pebble;

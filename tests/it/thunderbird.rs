@@ -300,8 +300,9 @@ fn assert_winning_url(out: &Value, prefix: &str) {
 }
 
 /// Waits (bounded) until the local CA has issued the certificate for `name`
-/// and port 443 completes a verified handshake and answers.
-async fn wait_for_https(ca: &Path, name: &str) {
+/// and port 443 completes a verified handshake and answers (`GET
+/// /mail/config-v1.1.xml` with Host `name`; also used by the Delta Chat tests).
+pub(crate) async fn wait_for_https(ca: &Path, name: &str) {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
     let deadline = Instant::now() + Duration::from_secs(20);
