@@ -133,9 +133,8 @@ fn email_provider(
     for child in provider.children() {
         match child.name.as_str() {
             "domain" => {
-                if is_legal_host_name_or_ip(&fill(&child.text()?, address)) {
-                    domain_found = true;
-                }
+                let text = child.text()?;
+                domain_found |= is_legal_host_name_or_ip(&fill(&text, address));
             }
             "incomingServer" if child.attribute("type") == Some("imap") => {
                 imap.push(server(child, address)?);

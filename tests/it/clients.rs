@@ -135,7 +135,7 @@ fn every_autoconfig_answer_passes_thunderbird_for_android_or_check_warns() {
                                 path.display()
                             );
                             assert!(
-                                stdout.contains(&format!("Thunderbird for Android: rejects")),
+                                stdout.contains("Thunderbird for Android: rejects"),
                                 "{stdout}"
                             );
                         }
@@ -243,5 +243,51 @@ async fn mobileconfig_with_a_trailing_slash() {
         Some("application/x-apple-aspen-config")
     );
     assert_eq!(a.body, b.body);
+    d.stop().await;
+}
+
+/// Item 2: `bare_domain` puts D into `dns` and `check`, and HTTP-01
+/// challenges for D reach the challenge table only when it is on.
+#[tokio::test]
+async fn bare_domain_is_explained_and_routed_only_when_on() {
+    let on = CONFIG.replace(
+        "short_name = \"Example\"\n",
+        "short_name = \"Example\"\nbare_domain = [\"example.net\"]\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &on).unwrap();
+    let (_, stdout) = check(&path);
+    assert!(
+        stdout.contains("  bare_domain: https://example.net/ is served and example.net is in its certificate: example.net's A/AAAA records must point here"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("https://example.com/ is served"),
+        "{stdout}"
+    );
+    let dns = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["dns", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let dns = String::from_utf8_lossy(&dns.stdout);
+    assert!(
+        dns.contains("(bare_domain is on): https://example.net/ is answered by mailconfd"),
+        "{dns}"
+    );
+    assert!(
+        dns.contains("; the mail domain itself: not served (bare_domain is off)"),
+        "{dns}"
+    );
+
+    let challenge = "/.well-known/acme-challenge/tok";
+    let d = Daemon::start(&on).await;
+    // On: the request reaches the (empty) challenge table.
+    let r = d.get("example.net", challenge).await;
+    assert_eq!((r.status, r.text().as_str()), (404, "no such challenge\n"));
+    // Off for example.com: not a path the bare name serves.
+    let r = d.get("example.com", challenge).await;
+    assert_eq!((r.status, r.text().as_str()), (404, "not found\n"));
     d.stop().await;
 }

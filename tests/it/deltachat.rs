@@ -50,7 +50,11 @@ async fn config_v11_from_autoconfig() {
     let out = run(&rpc, false, &[]).await;
     assert_took_settings(&out, "autoconfig", AUTOCONFIG_URL);
     // The first URL answered: nothing else was asked.
-    assert_eq!(out["fetched"], serde_json::json!([AUTOCONFIG_URL]), "{out:#}");
+    assert_eq!(
+        out["fetched"],
+        serde_json::json!([AUTOCONFIG_URL]),
+        "{out:#}"
+    );
 }
 
 /// Issue 12: without `autoconfig.D`, Delta Chat GETs the POX URL with no
@@ -198,8 +202,16 @@ fn assert_took_settings(out: &Value, source: &str, url: &str) {
             "alice",
         )
     };
-    assert_eq!(out["imap"]["candidates"], serde_json::json!(imap), "{out:#}");
-    assert_eq!(out["smtp"]["candidates"], serde_json::json!(smtp), "{out:#}");
+    assert_eq!(
+        out["imap"]["candidates"],
+        serde_json::json!(imap),
+        "{out:#}"
+    );
+    assert_eq!(
+        out["smtp"]["candidates"],
+        serde_json::json!(smtp),
+        "{out:#}"
+    );
     // The trap saw the IMAP login with the configured name. Delta Chat stops
     // once IMAP fails (the trap refuses every login), so whether SMTP got as
     // far as logging in is a race; when it did, the name must be right.

@@ -86,7 +86,11 @@ fn summary(log: &str) -> Vec<String> {
     let start = lines
         .iter()
         .position(|l| l.contains("hostname: "))
-        .and_then(|first_detail| lines[..first_detail].iter().rposition(|l| *l == "Imap servers:"))
+        .and_then(|first_detail| {
+            lines[..first_detail]
+                .iter()
+                .rposition(|l| *l == "Imap servers:")
+        })
         .unwrap_or_else(|| panic!("no server summary in ispdb's log:\n{log}"));
     lines[start..]
         .iter()
@@ -105,8 +109,11 @@ async fn ispdb(names: &[&str]) -> String {
     std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
     let runtime = dir.path().join("runtime");
     std::fs::create_dir(&runtime).unwrap();
-    std::fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let stderr_path = dir.path().join("stderr");
     let started = Instant::now();
     // $1 hosts, $2 resolv.conf, $3 seconds, $4 address: no quoting games.
