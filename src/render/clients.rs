@@ -106,6 +106,21 @@ mod tests {
     }
 
     #[test]
+    fn pop3_only_is_refused_by_android_but_not_by_apple() {
+        let p = provider(
+            "[[provider.server]]\ntype = \"pop3\"\nhost = \"pop.example.com\"\n\
+             [[provider.server]]\ntype = \"smtp\"\nhost = \"smtp.example.com\"\n",
+        );
+        let v = verdicts(&p, &addr());
+        assert_eq!(
+            v[0].outcome,
+            Ok("pop3 pop.example.com:995 tls, smtp smtp.example.com:465 tls".to_owned())
+        );
+        let reason = v[1].outcome.clone().unwrap_err();
+        assert!(reason.contains("it reads IMAP only"), "{reason}");
+    }
+
+    #[test]
     fn a_good_provider_passes_with_its_first_servers() {
         let p = provider(
             "[[provider.server]]\ntype = \"imap\"\nhost = \"imap.%EMAILDOMAIN%\"\n\
