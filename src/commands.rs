@@ -53,6 +53,24 @@ pub fn check(path: &Path) -> Result<(Config, String), CommandError> {
                 reason: format!("no certificate covers autoconfig.{d}: HTTPS for {d} will fail"),
             });
         }
+        let bare_uncovered: Vec<String> = config
+            .domains()
+            .filter(|(d, _)| config.serves_bare_domain(d))
+            .filter(|(d, _)| {
+                !resolver
+                    .domain_names(d)
+                    .is_some_and(|names| names.iter().any(|n| n == d))
+            })
+            .map(|(d, _)| d.to_owned())
+            .collect();
+        for d in bare_uncovered {
+            config.warnings.push(crate::config::Problem {
+                key: "tls.files".into(),
+                reason: format!(
+                    "bare_domain is on but no certificate covers {d}: https://{d}/ will fail"
+                ),
+            });
+        }
     }
     let clients = client_report(&mut config);
     let summary = format!(

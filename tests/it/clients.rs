@@ -291,3 +291,47 @@ async fn bare_domain_is_explained_and_routed_only_when_on() {
     assert_eq!((r.status, r.text().as_str()), (404, "not found\n"));
     d.stop().await;
 }
+
+/// With `tls.mode = "files"`, `check` says when a bare domain is on but no
+/// certificate file covers it; a file that covers it silences that.
+#[test]
+fn check_warns_when_no_certificate_file_covers_a_bare_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let write_pair = |names: Vec<String>| {
+        let pair = rcgen::generate_simple_self_signed(names).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let config = |cert: &Path, key: &Path| {
+        format!(
+            "[server]\nstate_dir = {:?}\n[tls]\nmode = \"files\"\n[[tls.files]]\ncert = {:?}\nkey = {:?}\n\
+             [[provider]]\nid = \"example.com\"\nname = \"Example\"\nbare_domain = true\n\
+             domains = [\"example.com\"]\n[[provider.server]]\ntype = \"imap\"\nhost = \"mail.example.com\"\n\
+             [[provider.server]]\ntype = \"smtp\"\nhost = \"mail.example.com\"\n",
+            dir.path().join("state"),
+            cert,
+            key
+        )
+    };
+    let path = dir.path().join("c.toml");
+    let warning = "bare_domain is on but no certificate covers example.com";
+
+    let (cert, key) = write_pair(vec![
+        "autoconfig.example.com".into(),
+        "autodiscover.example.com".into(),
+    ]);
+    std::fs::write(&path, config(&cert, &key)).unwrap();
+    let (stderr, _) = check(&path);
+    assert!(stderr.contains(warning), "{stderr}");
+
+    let (cert, key) = write_pair(vec![
+        "autoconfig.example.com".into(),
+        "autodiscover.example.com".into(),
+        "example.com".into(),
+    ]);
+    std::fs::write(&path, config(&cert, &key)).unwrap();
+    let (stderr, _) = check(&path);
+    assert!(!stderr.contains(warning), "{stderr}");
+}
