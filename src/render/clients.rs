@@ -45,7 +45,7 @@ pub fn verdicts(provider: &Provider, address: &EmailAddress) -> Vec<Verdict> {
                 a.smtp.socket_type
             )
         })
-        .map_err(|r| format!("rejects the whole autoconfig document: {r}"));
+        .map_err(|r| format!("throws the autoconfig answer away: {r}"));
     vec![
         Verdict {
             client: APPLE,
