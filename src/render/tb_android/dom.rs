@@ -11,7 +11,7 @@ use super::{Rejected, reject};
 /// Deeper documents are refused rather than walked (ours are 4 levels deep).
 const MAX_DEPTH: usize = 32;
 
-/// A parsed element: enough of a DOM for the rules above.
+/// A parsed element.
 #[derive(Debug, Default)]
 pub(super) struct Element {
     pub(super) name: String,
