@@ -63,9 +63,13 @@ fn main() -> ExitCode {
                 println!("{message}");
                 ExitCode::SUCCESS
             }
-            Err(mailconfd::reload::ReloadError::Refused(problems)) => {
-                fail(&problems.join("\n"), EXIT_CONFIG)
-            }
+            Err(mailconfd::reload::ReloadError::Refused(problems)) => fail(
+                &format!(
+                    "{}\nreload refused; the running configuration stays",
+                    problems.join("\n")
+                ),
+                EXIT_CONFIG,
+            ),
             Err(e) => fail(&e.to_string(), 1),
         },
         Command::Import { file } => match commands::import(&file) {

@@ -24,7 +24,9 @@ docker=${DOCKER:-/usr/bin/docker}
 
 if ! "$docker" image inspect debian:bookworm-slim >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || { echo "build-image: debian:bookworm-slim is missing and debootstrap is not installed" >&2; exit 1; }
-  mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -n1)
+  # The first Debian mirror in apt's active (uncommented) sources.
+    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | awk '/^(deb|URIs:)[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\// && $i !~ /security/) { print $i; exit } }' || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   base=$(mktemp -d)
   trap 'rm -rf "$base"' EXIT

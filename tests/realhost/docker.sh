@@ -124,10 +124,10 @@ caps=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")
 echo "uid $uid, effective capabilities $caps"
 [ "$uid" = 10001 ] || die "runs as uid $uid"
 [ "$caps" = 0000000000000400 ] || die "effective capabilities $caps, want CAP_NET_BIND_SERVICE only"
-in_net ss -ltn | grep -qE '127\.0\.0\.1:443 ' || die "port 443 not bound"
+in_net ss -ltn | has -E '127\.0\.0\.1:443 ' || die "port 443 not bound"
 "$docker" cp mailconfd:/var/lib/mailconfd/local-ca.pem "$ca"
 wait_until 20 https_doc example.com || die "no HTTPS answer"
-https_doc example.com | grep -q '<hostname>mail.example.com</hostname>' || die "wrong document over HTTPS"
+https_doc example.com | has '<hostname>mail.example.com</hostname>' || die "wrong document over HTTPS"
 fingerprint() {
   in_net openssl s_client -connect 127.0.0.1:443 -servername autoconfig.example.com </dev/null 2>/dev/null \
     | openssl x509 -noout -fingerprint -sha256
@@ -154,7 +154,7 @@ code=$("$docker" inspect -f '{{.State.ExitCode}}' mailconfd)
 echo "docker stop took ${stop_secs} s, exit code $code"
 [ "$code" = 0 ] || die "exit code $code after docker stop"
 ((stop_secs < 15)) || die "docker stop took ${stop_secs} s (grace period 15 s)"
-"$docker" logs mailconfd 2>&1 | grep -q 'stopped' || die "no 'stopped' line in the log"
+"$docker" logs mailconfd 2>&1 | has 'stopped' || die "no 'stopped' line in the log"
 
 step "the state volume survives a replaced container: same certificate, no new order"
 "$docker" rm mailconfd >/dev/null
@@ -163,11 +163,16 @@ pid=$("$docker" inspect -f '{{.State.Pid}}' mailconfd-2)
 wait_until 20 https_doc example.com || die "no HTTPS from the new container"
 fp2=$(fingerprint)
 [ "$fp1" = "$fp2" ] || die "certificate changed: $fp1 -> $fp2"
-"$docker" logs mailconfd-2 2>&1 | grep 'ordering certificate' | grep -q 'domain=example.com' \
+"$docker" logs mailconfd-2 2>&1 | grep 'ordering certificate' | has 'domain=example.com' \
   && die "the new container ordered a certificate for example.com again"
-"$docker" logs mailconfd-2 2>&1 | grep -q 'created a local CA' && die "the new container made a new local CA"
+"$docker" logs mailconfd-2 2>&1 | has 'created a local CA' && die "the new container made a new local CA"
 echo "same certificate ($fp2); no new order for example.com"
+start=$SECONDS
 "$docker" stop mailconfd-2 >/dev/null
+stop2_secs=$((SECONDS - start))
+echo "second docker stop took ${stop2_secs} s"
+"$docker" logs mailconfd-2 2>&1 | tail -n 5
 [ "$("$docker" inspect -f '{{.State.ExitCode}}' mailconfd-2)" = 0 ] || die "second container did not exit 0"
+((stop2_secs < 15)) || die "second docker stop took ${stop2_secs} s (grace period 15 s)"
 
 step "passed: image build ${build_secs} s, docker stop ${stop_secs} s"

@@ -47,7 +47,9 @@ cached_root() {
   local dir="$realhost_cache/$realhost_root_name"
   if [ ! -f "$dir/.complete" ]; then
     local mirror
-    mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -n1)
+    # The first Debian mirror in apt's active (uncommented) sources.
+    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | awk '/^(deb|URIs:)[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\// && $i !~ /security/) { print $i; exit } }' || true)
     mirror=${mirror:-http://deb.debian.org/debian}
     step "debootstrap bookworm (minbase + $realhost_root_packages) from $mirror into $dir" >&2
     rm -rf "$dir"
@@ -69,4 +71,12 @@ wait_until() {
     ((SECONDS - start < limit)) || return 1
     sleep 0.2
   done
+}
+
+# `grep -q` for the end of a pipeline: reads all of its input first, so the
+# writer never dies of SIGPIPE (which pipefail would turn into a failure).
+has() {
+  local input
+  input=$(cat)
+  grep -q "$@" <<<"$input"
 }
