@@ -5,5 +5,6 @@ mod http_table;
 mod lifecycle;
 mod page;
 mod pebble;
+mod service_manager;
 mod support;
 mod thunderbird;
