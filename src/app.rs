@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -23,6 +24,7 @@ use crate::server::{self, Listener};
 use crate::signals;
 use crate::store::{SledStore, Store};
 use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
+use crate::{reload, systemd};
 
 /// Certificates the local CA issues at once (each is a key generation and a signature).
 const LOCAL_CONCURRENT_ISSUES: usize = 16;
@@ -199,21 +201,39 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         hooks,
     });
 
+    systemd::ready(&systemd::status_line(&shared.config.borrow(), &resolver));
+    tracing::info!("ready");
+    reload::record(&reload::Outcome {
+        pid: std::process::id(),
+        generation: 0,
+        applied: true,
+        problems: Vec::new(),
+    });
     let reloader = {
         let shutdown = shutdown.clone();
-        let resolver_for_reload = resolver.clone();
+        let resolver = resolver.clone();
         tokio::spawn(async move {
+            let mut generation = 0;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     msg = reload.recv() => match msg {
                         Some(()) => {
-                            reload_config(&config_path, &config_tx).await;
-                            if tls_mode == TlsMode::Files {
-                                for problem in files::load_into(&config_tx.borrow(), &resolver_for_reload) {
+                            systemd::reloading();
+                            generation += 1;
+                            let result = reload::apply(&config_path, &config_tx).await;
+                            if result.is_ok() && tls_mode == TlsMode::Files {
+                                for problem in files::load_into(&config_tx.borrow(), &resolver) {
                                     tracing::error!(problem = %problem, "certificate file not reloaded; the old certificate keeps serving");
                                 }
                             }
+                            reload::record(&reload::Outcome {
+                                pid: std::process::id(),
+                                generation,
+                                applied: result.is_ok(),
+                                problems: result.err().unwrap_or_default(),
+                            });
+                            systemd::ready(&systemd::status_line(&config_tx.borrow(), &resolver));
                         }
                         None => { shutdown.cancelled().await; break; }
                     },
@@ -221,9 +241,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         })
     };
+    spawn_status_updates(shared.config.clone(), resolver.clone(), shutdown.clone());
+    {
+        // STOPPING=1 as soon as shutdown starts, not after the drain.
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            systemd::stopping();
+        });
+    }
 
     server::serve(listeners, shared, shutdown.clone()).await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     reloader.abort();
     if let Some(task) = manager_task {
         let _ = task.await;
@@ -240,46 +268,29 @@ fn display_addr(tcp: &TcpListener) -> String {
         .map_or_else(|_| "?".to_owned(), |a| a.to_string())
 }
 
-/// Loads and validates the whole file; on any problem the old config stays.
-async fn reload_config(path: &Path, tx: &watch::Sender<Arc<Config>>) {
-    let path_owned = path.to_owned();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path_owned)).await;
-    let new = match loaded {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::error!(problems = %e.lines().join("; "), "reload failed; keeping the old config");
-            return;
+/// How often the `STATUS=` line is refreshed (certificates arrive in the
+/// background); it is sent only when it changed.
+const STATUS_REFRESH: Duration = Duration::from_secs(5);
+
+fn spawn_status_updates(
+    mut config: watch::Receiver<Arc<Config>>,
+    resolver: Arc<CertResolver>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut last = String::new();
+        let mut tick = tokio::time::interval(STATUS_REFRESH);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                changed = config.changed() => if changed.is_err() { return },
+            }
+            let line = systemd::status_line(&config.borrow_and_update(), &resolver);
+            if line != last {
+                systemd::status(&line);
+                last = line;
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed; keeping the old config");
-            return;
-        }
-    };
-    let old = tx.borrow().clone();
-    for (key, changed) in [
-        (
-            "server.http_listen",
-            old.server.http_listen != new.server.http_listen,
-        ),
-        (
-            "server.https_listen",
-            old.server.https_listen != new.server.https_listen,
-        ),
-        (
-            "server.state_dir",
-            old.server.state_dir != new.server.state_dir,
-        ),
-        ("tls.mode", old.tls.mode != new.tls.mode),
-        ("acme", old.acme != new.acme),
-    ] {
-        if changed {
-            tracing::warn!(key, "changed key takes effect only after a restart");
-        }
-    }
-    for w in &new.warnings {
-        tracing::warn!(key = %w.key, reason = %w.reason, "config warning");
-    }
-    let domains = new.domains().count();
-    tx.send_replace(Arc::new(new));
-    tracing::info!(domains, "config reloaded");
+    });
 }

@@ -54,6 +54,14 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Validate the config, send SIGHUP to the daemon and wait for it to apply the file (systemd's ExecReload)
+    Reload {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The daemon's process id (systemd: $MAINPID)
+        #[arg(long)]
+        pid: u32,
+    },
     /// Print a [[provider]] TOML block equivalent to a Thunderbird config-v1.1.xml
     Import {
         /// A config-v1.1.xml file, e.g. from the ISPDB

@@ -10,6 +10,8 @@
 //! - `http`: one request -> one reply: limits, routing, the request log
 //! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
+//! - `reload`: applying a new config in the daemon; the `reload` command that waits for the outcome
+//! - `systemd`: READY/RELOADING/STOPPING/STATUS/WATCHDOG notifications and the accept-loop heartbeat
 //! - `tls`: SNI resolver, handshakes, ACME challenge answers, profile signing
 //! - `certs`: where certificates come from (ACME, local CA, files) and when
 //! - `store`: durable state (sled) behind a small trait
@@ -28,8 +30,10 @@ pub mod http;
 pub mod import;
 pub mod model;
 pub mod privileges;
+pub mod reload;
 pub mod render;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod systemd;
 pub mod tls;

@@ -58,6 +58,20 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => command_failed(e),
         },
+        Command::Reload { config, pid } => match mailconfd::reload::request(&config.path, pid) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(mailconfd::reload::ReloadError::Refused(problems)) => fail(
+                &format!(
+                    "{}\nreload refused; the running configuration stays",
+                    problems.join("\n")
+                ),
+                EXIT_CONFIG,
+            ),
+            Err(e) => fail(&e.to_string(), 1),
+        },
         Command::Import { file } => match commands::import(&file) {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),

@@ -8,5 +8,6 @@ mod kmail;
 mod lifecycle;
 mod page;
 mod pebble;
+mod service_manager;
 mod support;
 mod thunderbird;
