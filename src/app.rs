@@ -23,6 +23,7 @@ use crate::http::{Hooks, NoHooks, Shared};
 use crate::metrics::{self, Metrics};
 use crate::server::{self, Listener};
 use crate::signals;
+use crate::sources;
 use crate::store::{SledStore, Store};
 use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
 use crate::{reload, systemd};
@@ -122,7 +123,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let state_dir = config.server.state_dir.clone();
     let acme_config = config.acme.clone();
     let key_type = config.tls.key_type;
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let config = Arc::new(config);
+    let (config_tx, config_rx) = watch::channel(config.clone());
+    // Domain sources: the file's config plus every source's list, fetched
+    // once before anything serves, so the first answers know every domain.
+    let publisher = sources::Publisher::new(config_tx, &state_dir);
+    publisher.set_base(config);
+    publisher.fetch_all_once().await;
+    publisher.spawn_refreshers(shutdown.clone());
 
     let resolver = Arc::new(CertResolver::new());
     let mut manager_task = None;
@@ -224,7 +232,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         hooks,
     });
 
-    systemd::ready(&systemd::status_line(&shared.config.borrow(), &resolver));
+    systemd::ready(&status_with_sources(
+        &shared.config.borrow(),
+        &resolver,
+        &publisher,
+    ));
     tracing::info!("ready");
     reload::record(&reload::Outcome {
         pid: std::process::id(),
@@ -235,6 +247,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let reloader = {
         let shutdown = shutdown.clone();
         let reload_metrics = metrics.clone();
+        let config_now = shared.config.clone();
+        let publisher = publisher.clone();
         let resolver = resolver.clone();
         tokio::spawn(async move {
             let mut generation = 0;
@@ -245,10 +259,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                         Some(()) => {
                             systemd::reloading();
                             generation += 1;
-                            let result = reload::apply(&config_path, &config_tx).await;
+                            let old = config_now.borrow().clone();
+                            let result = match reload::apply(&config_path, &old).await {
+                                Ok(new) => {
+                                    let domains = new.domains().count();
+                                    publisher.set_base(Arc::new(new));
+                                    // Sources are read again on SIGHUP too.
+                                    publisher.fetch_all_once().await;
+                                    tracing::info!(domains, "config reloaded");
+                                    Ok(())
+                                }
+                                Err(problems) => Err(problems),
+                            };
                             reload_metrics.reload(result.is_ok());
                             if result.is_ok() && tls_mode == TlsMode::Files {
-                                for problem in files::load_into(&config_tx.borrow(), &resolver) {
+                                for problem in files::load_into(&config_now.borrow(), &resolver) {
                                     tracing::error!(problem = %problem, "certificate file not reloaded; the old certificate keeps serving");
                                 }
                             }
@@ -258,7 +283,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                                 applied: result.is_ok(),
                                 problems: result.err().unwrap_or_default(),
                             });
-                            systemd::ready(&systemd::status_line(&config_tx.borrow(), &resolver));
+                            systemd::ready(&status_with_sources(&config_now.borrow(), &resolver, &publisher));
                         }
                         None => { shutdown.cancelled().await; break; }
                     },
@@ -266,7 +291,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         })
     };
-    spawn_status_updates(shared.config.clone(), resolver.clone(), shutdown.clone());
+    spawn_status_updates(
+        shared.config.clone(),
+        resolver.clone(),
+        publisher.clone(),
+        shutdown.clone(),
+    );
     {
         // STOPPING=1 as soon as shutdown starts, not after the drain.
         let shutdown = shutdown.clone();
@@ -347,9 +377,27 @@ fn spawn_certificate_gauges(
 /// background); it is sent only when it changed.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
+/// The `STATUS=` line, with failing domain sources named.
+fn status_with_sources(
+    config: &Config,
+    resolver: &CertResolver,
+    publisher: &sources::Publisher,
+) -> String {
+    let mut line = systemd::status_line(config, resolver);
+    let failing = publisher.failing();
+    if let Some((id, _)) = failing.first() {
+        line.push_str(&format!(
+            "; {} domain source(s) failing (provider {id}), serving the last good list",
+            failing.len()
+        ));
+    }
+    line
+}
+
 fn spawn_status_updates(
     mut config: watch::Receiver<Arc<Config>>,
     resolver: Arc<CertResolver>,
+    publisher: Arc<sources::Publisher>,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
@@ -361,7 +409,7 @@ fn spawn_status_updates(
                 _ = tick.tick() => {}
                 changed = config.changed() => if changed.is_err() { return },
             }
-            let line = systemd::status_line(&config.borrow_and_update(), &resolver);
+            let line = status_with_sources(&config.borrow_and_update(), &resolver, &publisher);
             if line != last {
                 systemd::status(&line);
                 last = line;

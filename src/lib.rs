@@ -11,6 +11,7 @@
 //! - `http`: one request -> one reply: limits, routing, the request log
 //! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
+//! - `sources`: providers' domain lists from files and SQL, merged into the published config
 //! - `reload`: applying a new config in the daemon; the `reload` command that waits for the outcome
 //! - `systemd`: READY/RELOADING/STOPPING/STATUS/WATCHDOG notifications and the accept-loop heartbeat
 //! - `tls`: SNI resolver, handshakes, ACME challenge answers, profile signing
@@ -38,6 +39,7 @@ pub mod reload;
 pub mod render;
 pub mod server;
 pub mod signals;
+pub mod sources;
 pub mod store;
 pub mod systemd;
 pub mod tls;

@@ -11,11 +11,9 @@
 //! when the daemon applied the file, 78 when it (or the command) refused it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::config::{self, Config};
 
@@ -58,9 +56,9 @@ fn read_outcome(path: &Path) -> Option<Outcome> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// The daemon's side: loads and validates the whole file; on any problem the
-/// old config stays. Returns the problems when refused.
-pub async fn apply(path: &Path, tx: &watch::Sender<Arc<Config>>) -> Result<(), Vec<String>> {
+/// The daemon's side: loads and validates the whole file. Returns the new
+/// config to publish, or the problems (the caller keeps the old config).
+pub async fn apply(path: &Path, old: &Config) -> Result<Config, Vec<String>> {
     let path_owned = path.to_owned();
     let new = match tokio::task::spawn_blocking(move || config::load(&path_owned)).await {
         Ok(Ok(c)) => c,
@@ -74,7 +72,6 @@ pub async fn apply(path: &Path, tx: &watch::Sender<Arc<Config>>) -> Result<(), V
             return Err(vec![format!("loading the config: {e}")]);
         }
     };
-    let old = tx.borrow().clone();
     for (key, changed) in [
         (
             "server.http_listen",
@@ -88,6 +85,10 @@ pub async fn apply(path: &Path, tx: &watch::Sender<Arc<Config>>) -> Result<(), V
             "server.state_dir",
             old.server.state_dir != new.server.state_dir,
         ),
+        (
+            "server.metrics_listen",
+            old.server.metrics_listen != new.server.metrics_listen,
+        ),
         ("tls.mode", old.tls.mode != new.tls.mode),
         ("acme", old.acme != new.acme),
     ] {
@@ -98,10 +99,7 @@ pub async fn apply(path: &Path, tx: &watch::Sender<Arc<Config>>) -> Result<(), V
     for w in &new.warnings {
         tracing::warn!(key = %w.key, reason = %w.reason, "config warning");
     }
-    let domains = new.domains().count();
-    tx.send_replace(Arc::new(new));
-    tracing::info!(domains, "config reloaded");
-    Ok(())
+    Ok(new)
 }
 
 /// Why `mailconfd reload` failed.

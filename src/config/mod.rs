@@ -5,6 +5,7 @@
 //! some client trips over are not errors; they come back as `Config::warnings`.
 
 mod raw;
+pub mod sources;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,9 @@ pub struct Config {
     by_domain: HashMap<String, usize>,
     /// Mail domains served under their own name too (`bare_domain`, opt-in).
     bare_domains: HashSet<String>,
+    /// `[provider.domains_from]`: domains fetched at run time and merged in
+    /// with [`Config::with_source_domains`].
+    pub domain_sources: Vec<sources::DomainSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,6 +80,25 @@ pub struct RawProvider {
     pub logo_url: Option<String>,
     pub support: Option<String>,
     pub bare_domain: Option<BoolOrList>,
+    pub domains_from: Option<RawDomainSource>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[provider.domains_from]`: exactly one of `file`, `sql`, `ldap`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDomainSource {
+    pub file: Option<String>,
+    pub sql: Option<String>,
+    pub ldap: Option<String>,
+    pub query: Option<String>,
+    pub base: Option<String>,
+    pub filter: Option<String>,
+    pub attribute: Option<String>,
+    pub bind_dn: Option<String>,
+    pub password_file: Option<String>,
+    pub starttls: Option<bool>,
+    pub refresh_secs: Option<i64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

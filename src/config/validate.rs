@@ -43,27 +43,27 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Default)]
-struct Problems {
+pub(super) struct Problems {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
 }
 
 impl Problems {
-    fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(Problem {
             key: key.into(),
             reason: reason.into(),
         });
     }
 
-    fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.warnings.push(Problem {
             key: key.into(),
             reason: reason.into(),
         });
     }
 
-    fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
+    pub(super) fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
         for key in unknown.keys() {
             let key = if prefix.is_empty() {
                 key.clone()
@@ -90,12 +90,23 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut domain_owner: HashMap<String, usize> = HashMap::new();
     let mut bare_domains = HashSet::new();
+    let mut domain_sources = Vec::new();
     for (i, mut rp) in raw.provider.into_iter().enumerate() {
         let key = format!("provider[{i}]");
         let bare = rp.bare_domain.take();
-        let Some(provider) = provider(&key, rp, &mut p) else {
+        let source = rp.domains_from.take();
+        let has_source = source.is_some();
+        let Some(provider) = provider(&key, rp, has_source, &mut p) else {
             continue;
         };
+        if let Some(raw_source) = source {
+            domain_sources.extend(super::sources::domain_source(
+                &format!("{key}.domains_from"),
+                providers.len(),
+                raw_source,
+                &mut p,
+            ));
+        }
         bare_domains.extend(bare_domain(&key, bare, &provider, &mut p));
         if let Some(first) = ids.insert(provider.id.clone(), i) {
             p.error(
@@ -135,6 +146,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         warnings: p.warnings,
         by_domain,
         bare_domains,
+        domain_sources,
     })
 }
 
@@ -387,7 +399,7 @@ fn acme_section(raw: RawAcme, p: &mut Problems) -> AcmeConfig {
     }
 }
 
-fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
+fn provider(key: &str, raw: RawProvider, has_source: bool, p: &mut Problems) -> Option<Provider> {
     let errors_before = p.errors.len();
     p.unknown(key, &raw.unknown);
     let id = match raw.id.as_deref().map(normalize_domain) {
@@ -425,9 +437,11 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
                 }
             }
         }
+        // Domains may all come from [provider.domains_from].
+        _ if has_source => {}
         _ => p.error(
             format!("{key}.domains"),
-            "at least one mail domain is required",
+            "at least one mail domain is required (or a [provider.domains_from] source)",
         ),
     }
     let mut servers = Vec::new();

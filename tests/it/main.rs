@@ -11,5 +11,6 @@ mod metrics;
 mod page;
 mod pebble;
 mod service_manager;
+mod sources;
 mod support;
 mod thunderbird;
