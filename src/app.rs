@@ -210,11 +210,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(addr) = metrics_listen {
         let listener = bind(addr).await?;
         tracing::info!(listen = %display_addr(&listener), scheme = "http", "metrics listening");
+        let notes_publisher = publisher.clone();
+        let notes: metrics::ReadyNotes = Arc::new(move || {
+            notes_publisher
+                .failing()
+                .into_iter()
+                .map(|(id, e)| {
+                    format!("domain source of provider {id} failing (last good list served): {e}")
+                })
+                .collect()
+        });
         tokio::spawn(metrics::serve(
             listener,
             metrics.clone(),
             config_rx.clone(),
             resolver.clone(),
+            notes,
             shutdown.clone(),
         ));
         if tls_mode != TlsMode::Off {

@@ -26,6 +26,9 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also run every domain source ([provider.domains_from]) once and print what it returns
+        #[arg(long)]
+        online: bool,
     },
     /// Print one document to stdout, exactly as the server serves it
     Render {

@@ -260,9 +260,29 @@ pub fn certs(path: &Path) -> Result<String, CommandError> {
                     ))
                 })?,
             };
-            Ok(report::format_table(&rows))
+            let mut out = report::format_table(&rows);
+            out.push_str(&source_lines(&config));
+            Ok(out)
         }
     }
+}
+
+/// Domain sources as the running daemon last saw them.
+fn source_lines(config: &Config) -> String {
+    if config.domain_sources.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\ndomain sources\n");
+    for row in crate::sources::read_status(&config.server.state_dir) {
+        match row.error {
+            None => out.push_str(&format!("  {}: {} domain(s)\n", row.provider, row.domains)),
+            Some(e) => out.push_str(&format!(
+                "  {}: FAILING, serving the last good list of {} domain(s): {e}\n",
+                row.provider, row.domains
+            )),
+        }
+    }
+    out
 }
 
 /// How long `health` waits for the daemon.
@@ -400,4 +420,50 @@ pub fn doctor(
     runtime
         .block_on(crate::doctor::run(&config, &opts))
         .map_err(CommandError::Other)
+}
+
+/// `check --online`: every domain source run once. Lines to print, and
+/// whether every source answered.
+pub fn check_sources_online(config: &Config) -> (Vec<String>, bool) {
+    if config.domain_sources.is_empty() {
+        return (vec!["no domain sources to run".to_owned()], true);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return (vec![format!("starting the runtime: {e}")], false),
+    };
+    let mut lines = Vec::new();
+    let mut all_ok = true;
+    for source in &config.domain_sources {
+        let provider = &config.providers[source.provider].id;
+        let started = std::time::Instant::now();
+        match runtime.block_on(crate::sources::fetch(source)) {
+            Ok((domains, skipped)) => {
+                lines.push(format!(
+                    "provider {provider}: {}: {} domain(s) in {} ms{}",
+                    source.describe(),
+                    domains.len(),
+                    started.elapsed().as_millis(),
+                    domains
+                        .first()
+                        .map(|d| format!(", e.g. {d}"))
+                        .unwrap_or_default()
+                ));
+                for s in skipped.iter().take(5) {
+                    lines.push(format!("  skipped: {s}"));
+                }
+            }
+            Err(e) => {
+                all_ok = false;
+                lines.push(format!(
+                    "provider {provider}: {}: FAILED: {e}",
+                    source.describe()
+                ));
+            }
+        }
+    }
+    (lines, all_ok)
 }

@@ -28,12 +28,21 @@ fn main() -> ExitCode {
                 },
             }
         }
-        Command::Check { config } => match commands::check(&config.path) {
+        Command::Check { config, online } => match commands::check(&config.path) {
             Ok((cfg, summary)) => {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
                 }
                 println!("{summary}");
+                if online {
+                    let (lines, all_ok) = commands::check_sources_online(&cfg);
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    if !all_ok {
+                        return ExitCode::from(1);
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => command_failed(e),

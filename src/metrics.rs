@@ -442,11 +442,16 @@ const METRICS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `/metrics`, `/ready` and `/live` on `listener` until shutdown.
 /// Meant for loopback or an internal network: it has no authentication.
+/// Lines `/ready` adds to its answer (e.g. failing domain sources), which
+/// degrade nothing: the node still serves.
+pub type ReadyNotes = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     config: watch::Receiver<Arc<Config>>,
     resolver: Arc<CertResolver>,
+    notes: ReadyNotes,
     shutdown: CancellationToken,
 ) {
     // Scrapers are few and local: a small cap keeps a misconfigured public
@@ -469,10 +474,18 @@ pub async fn serve(
         let metrics = metrics.clone();
         let config = config.clone();
         let resolver = resolver.clone();
+        let notes = notes.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let answer = answer(req.uri().path(), req.method(), &metrics, &config, &resolver);
+                let answer = answer(
+                    req.uri().path(),
+                    req.method(),
+                    &metrics,
+                    &config,
+                    &resolver,
+                    &notes,
+                );
                 async move { Ok::<_, std::convert::Infallible>(answer) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -490,6 +503,7 @@ fn answer(
     metrics: &Metrics,
     config: &watch::Receiver<Arc<Config>>,
     resolver: &CertResolver,
+    notes: &ReadyNotes,
 ) -> hyper::Response<Full<Bytes>> {
     let reply = |status: u16, content_type: &str, body: String| {
         hyper::Response::builder()
@@ -513,7 +527,11 @@ fn answer(
         ),
         "/live" => reply(200, "text/plain; charset=utf-8", "alive\n".into()),
         "/ready" => {
-            let (ok, text) = ready(&config.borrow(), resolver);
+            let (ok, mut text) = ready(&config.borrow(), resolver);
+            for note in notes() {
+                text.push_str(&note);
+                text.push('\n');
+            }
             reply(
                 if ok { 200 } else { 503 },
                 "text/plain; charset=utf-8",

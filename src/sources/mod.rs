@@ -149,15 +149,48 @@ impl Publisher {
                 state.domains = Some(domains);
             }
             Err(e) => {
-                if state.error.is_none() {
+                let first = state.error.is_none();
+                if first {
                     let kept = state.domains.as_ref().map_or(0, Vec::len);
                     tracing::error!(provider = %id, source = %description, error = %e, kept, "domain source failed; serving its last good list");
                 }
                 state.error = Some(e);
+                if first {
+                    self.write_status(&inner);
+                }
                 return;
             }
         }
         self.publish(&mut inner);
+        self.write_status(&inner);
+    }
+
+    /// `state_dir/sources/status.json` for `mailconfd certs` (the daemon
+    /// holds the database; the command reads this file).
+    fn write_status(&self, inner: &Inner) {
+        let mut rows: Vec<StatusRow> = inner
+            .sources
+            .iter()
+            .map(|(id, s)| StatusRow {
+                provider: id.clone(),
+                domains: s.domains.as_ref().map_or(0, Vec::len),
+                error: s.error.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.provider.cmp(&b.provider));
+        let path = status_file(&self.state_dir);
+        tokio::task::spawn_blocking(move || {
+            let bytes = serde_json::to_vec_pretty(&rows).expect("rows serialize: plain data");
+            let tmp = path.with_extension("json.tmp");
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&tmp, bytes))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                tracing::debug!(error = %e, "cannot write the domain source status");
+            }
+        });
     }
 
     fn publish(&self, inner: &mut Inner) {
@@ -287,6 +320,28 @@ async fn refresh_loop(
             next = tokio::time::Instant::now() + interval;
         }
     }
+}
+
+/// One source's state as `mailconfd certs` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StatusRow {
+    pub provider: String,
+    /// Domains in the list served now (last good).
+    pub domains: usize,
+    /// Why the last fetch failed, while it does.
+    pub error: Option<String>,
+}
+
+pub fn status_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("sources").join("status.json")
+}
+
+/// What the running daemon last wrote (empty without sources or daemon).
+pub fn read_status(state_dir: &Path) -> Vec<StatusRow> {
+    std::fs::read(status_file(state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 fn cache_file(state_dir: &Path, id: &str) -> PathBuf {

@@ -111,6 +111,22 @@ fn domain_file_is_followed_and_cached() {
     // The file's own domains are untouched.
     assert_eq!(d.status("example.com"), 200);
 
+    let check_online = || {
+        Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+            .args(["check", "--online", "-c"])
+            .arg(dir.path().join("mailconfd.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = check_online();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("provider hoster.example: file "),
+        "{stdout}"
+    );
+    assert!(stdout.contains(": 2 domain(s) in "), "{stdout}");
+
     std::fs::write(&list, "b.example\nc.example\n").unwrap();
     eventually("c.example served", || d.status("c.example") == 200);
     eventually("a.example dropped", || d.status("a.example") == 404);
