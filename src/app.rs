@@ -149,13 +149,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     resolver.clone(),
                 ))
             };
-            let manager = Manager {
-                store: store.clone(),
-                resolver: resolver.clone(),
+            let manager = Manager::new(
+                store.clone(),
+                resolver.clone(),
                 issuer,
-                config: config_rx.clone(),
-                state_dir: state_dir.clone(),
-            };
+                config_rx.clone(),
+                state_dir.clone(),
+            );
             manager.deploy_stored();
             // The local CA has no rate limits: only CPU bounds it.
             let (concurrent, per_3h) = if tls_mode == TlsMode::Local {

@@ -5,8 +5,16 @@
 //! Contract: a `put_*` returns only after the write is flushed to disk (sled
 //! without flush lost thousands of acknowledged writes to kill -9 in the
 //! research runs), so whatever the caller does next may rely on it. Values are
-//! JSON, keyed by mail domain; the database directory is created 0700 because
-//! it holds private keys.
+//! JSON. Certificates and statuses are keyed by mail domain *and* issuer (the
+//! ACME directory URL, or "local"), `DOMAIN|ISSUER`, so that certificates from
+//! two CAs never mix (STYLE.md section 10); records written before that, keyed
+//! by the domain alone, are still read, for their own issuer only. The
+//! database directory is created 0700 because it holds private keys.
+//!
+//! The store is a copy, not the authority, for anything the certificate
+//! manager decides with: a write that fails (full or read-only disk) must not
+//! change what the running daemon does. Callers on the async runtime run these
+//! (blocking, fsyncing) calls through `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
 
@@ -74,12 +82,19 @@ pub trait Store: Send + Sync {
     /// The serialized ACME account for a directory URL.
     fn account(&self, directory_url: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_account(&self, directory_url: &str, credentials: &[u8]) -> Result<(), StoreError>;
-    fn cert(&self, domain: &str) -> Result<Option<CertRecord>, StoreError>;
+    /// The certificate `issuer` (a directory URL or "local") issued for `domain`.
+    fn cert(&self, domain: &str, issuer: &str) -> Result<Option<CertRecord>, StoreError>;
+    /// Stores `record` under its own issuer (`record.source`).
     fn put_cert(&self, domain: &str, record: &CertRecord) -> Result<(), StoreError>;
-    /// Every stored certificate, by mail domain.
-    fn certs(&self) -> Result<Vec<(String, CertRecord)>, StoreError>;
-    fn status(&self, domain: &str) -> Result<Option<DomainStatus>, StoreError>;
-    fn put_status(&self, domain: &str, status: &DomainStatus) -> Result<(), StoreError>;
+    /// Every stored certificate for `domain`, whichever CA issued it.
+    fn certs_for(&self, domain: &str) -> Result<Vec<CertRecord>, StoreError>;
+    fn status(&self, domain: &str, issuer: &str) -> Result<Option<DomainStatus>, StoreError>;
+    fn put_status(
+        &self,
+        domain: &str,
+        issuer: &str,
+        status: &DomainStatus,
+    ) -> Result<(), StoreError>;
     /// A small blob by name (e.g. the local CA), flushed like everything else.
     fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
@@ -155,6 +170,41 @@ impl SledStore {
     }
 }
 
+/// `DOMAIN|ISSUER`: a domain name never contains `|`, so a prefix scan for
+/// `DOMAIN|` finds exactly that domain's records.
+fn key(domain: &str, issuer: &str) -> String {
+    format!("{domain}|{issuer}")
+}
+
+/// Replaces `path` with `bytes` so that after a crash or power loss it holds
+/// either the old or the new content, never an empty or half file: write a
+/// temporary file, fsync it, rename it over `path`, fsync the directory.
+///
+/// # Errors
+/// Any step fails (full or read-only disk); `path` is then untouched.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let err = |source| StoreError::CreateDir {
@@ -186,39 +236,50 @@ impl Store for SledStore {
         self.put_flushed(&self.accounts, directory_url, credentials)
     }
 
-    fn cert(&self, domain: &str) -> Result<Option<CertRecord>, StoreError> {
-        Self::get_json(&self.certs, "certs", domain)
+    fn cert(&self, domain: &str, issuer: &str) -> Result<Option<CertRecord>, StoreError> {
+        if let Some(record) = Self::get_json(&self.certs, "certs", &key(domain, issuer))? {
+            return Ok(Some(record));
+        }
+        // A record from before keys named the issuer: valid for its own issuer only.
+        Ok(Self::get_json::<CertRecord>(&self.certs, "certs", domain)?
+            .filter(|r| r.source == issuer))
     }
 
     fn put_cert(&self, domain: &str, record: &CertRecord) -> Result<(), StoreError> {
         let bytes =
             serde_json::to_vec(record).expect("CertRecord serializes: plain strings and integers");
-        self.put_flushed(&self.certs, domain, &bytes)
+        self.put_flushed(&self.certs, &key(domain, &record.source), &bytes)
     }
 
-    fn certs(&self) -> Result<Vec<(String, CertRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.certs.iter() {
+    fn certs_for(&self, domain: &str) -> Result<Vec<CertRecord>, StoreError> {
+        let mut out: Vec<CertRecord> = Self::get_json(&self.certs, "certs", domain)?
+            .into_iter()
+            .collect();
+        for item in self.certs.scan_prefix(format!("{domain}|")) {
             let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
             let record = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
                 tree: "certs",
-                key: key.clone(),
+                key: String::from_utf8_lossy(&k).into_owned(),
                 source,
             })?;
-            out.push((key, record));
+            out.push(record);
         }
         Ok(out)
     }
 
-    fn status(&self, domain: &str) -> Result<Option<DomainStatus>, StoreError> {
-        Self::get_json(&self.status, "status", domain)
+    fn status(&self, domain: &str, issuer: &str) -> Result<Option<DomainStatus>, StoreError> {
+        Self::get_json(&self.status, "status", &key(domain, issuer))
     }
 
-    fn put_status(&self, domain: &str, status: &DomainStatus) -> Result<(), StoreError> {
+    fn put_status(
+        &self,
+        domain: &str,
+        issuer: &str,
+        status: &DomainStatus,
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(status)
             .expect("DomainStatus serializes: plain strings and integers");
-        self.put_flushed(&self.status, domain, &bytes)
+        self.put_flushed(&self.status, &key(domain, issuer), &bytes)
     }
 
     fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -262,6 +323,7 @@ mod tests {
             store
                 .put_status(
                     "example.com",
+                    "local",
                     &DomainStatus {
                         failures: 2,
                         ..Default::default()
@@ -270,13 +332,20 @@ mod tests {
                 .unwrap();
         }
         let store = SledStore::open(&state).unwrap();
-        assert_eq!(store.cert("example.com").unwrap(), Some(record(1)));
+        assert_eq!(store.cert("example.com", "local").unwrap(), Some(record(1)));
         assert_eq!(
             store.account("https://ca/dir").unwrap().as_deref(),
             Some(&b"{}"[..])
         );
-        assert_eq!(store.status("example.com").unwrap().unwrap().failures, 2);
-        assert_eq!(store.certs().unwrap().len(), 1);
+        assert_eq!(
+            store
+                .status("example.com", "local")
+                .unwrap()
+                .unwrap()
+                .failures,
+            2
+        );
+        assert_eq!(store.certs_for("example.com").unwrap().len(), 1);
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(
             std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
@@ -288,10 +357,59 @@ mod tests {
     fn corrupt_records_are_reported_not_panicked() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        store.certs.insert("bad.example", &b"not json"[..]).unwrap();
+        store
+            .certs
+            .insert("bad.example|local", &b"not json"[..])
+            .unwrap();
         assert!(matches!(
-            store.cert("bad.example"),
+            store.cert("bad.example", "local"),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn certificates_from_two_issuers_never_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let staging = CertRecord {
+            source: "https://staging/dir".into(),
+            ..record(1)
+        };
+        store.put_cert("example.com", &staging).unwrap();
+        assert_eq!(store.cert("example.com", "https://prod/dir").unwrap(), None);
+        assert_eq!(
+            store.cert("example.com", "https://staging/dir").unwrap(),
+            Some(staging.clone())
+        );
+        // Another domain sharing the prefix is not listed.
+        store.put_cert("example.com.au", &record(2)).unwrap();
+        assert_eq!(store.certs_for("example.com").unwrap(), vec![staging]);
+    }
+
+    #[test]
+    fn records_keyed_by_domain_alone_are_read_for_their_own_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let old = serde_json::to_vec(&record(1)).unwrap();
+        store.certs.insert("example.com", old).unwrap();
+        assert_eq!(store.cert("example.com", "local").unwrap(), Some(record(1)));
+        assert_eq!(store.cert("example.com", "https://ca/dir").unwrap(), None);
+        assert_eq!(store.certs_for("example.com").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn durable_write_replaces_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certs.json");
+        write_durably(&path, b"first").unwrap();
+        write_durably(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("certs.json")]);
+        // A directory that is not there: an error, nothing written.
+        assert!(write_durably(&dir.path().join("missing/x.json"), b"x").is_err());
     }
 }

@@ -26,6 +26,11 @@ const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_ORDER_ATTEMPTS: u32 = 5;
 /// When the CA says rateLimited without saying until when.
 const RATE_LIMITED_WAIT_SECS: u64 = 3600;
+/// The longest wait a rateLimited answer may impose (Let's Encrypt's longest
+/// window is 7 days); a date further out is taken as this.
+const RATE_LIMITED_MAX_WAIT_SECS: u64 = 7 * 86_400;
+/// The shortest: a date in the past or a few seconds ahead still waits this.
+const RATE_LIMITED_MIN_WAIT_SECS: u64 = 60;
 
 pub struct AcmeIssuer {
     config: AcmeConfig,
@@ -127,20 +132,31 @@ impl AcmeIssuer {
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         // Naming the replaced certificate makes a renewal exempt from rate
-        // limits at Let's Encrypt; only where the CA speaks ARI.
+        // limits at Let's Encrypt; only where the CA speaks ARI, and only for
+        // a certificate this directory issued.
         let replaces = previous
+            .filter(|p| p.source == self.config.directory_url)
             .filter(|_| self.ari_supported.load(Ordering::Relaxed))
             .and_then(certificate_id);
-        let new_order = match replaces.clone() {
-            Some(id) => NewOrder::new(&identifiers).replaces(id),
-            None => NewOrder::new(&identifiers),
-        };
-        let first_try = match account.new_order(&new_order).await {
-            Err(instant_acme::Error::Unsupported(_)) => {
-                self.ari_supported.store(false, Ordering::Relaxed);
-                account.new_order(&NewOrder::new(&identifiers)).await
-            }
-            other => other,
+        let plain = NewOrder::new(&identifiers);
+        let first_try = match replaces {
+            None => account.new_order(&plain).await,
+            Some(id) => match account.new_order(&NewOrder::new(&identifiers).replaces(id)).await {
+                Err(instant_acme::Error::Unsupported(_)) => {
+                    self.ari_supported.store(false, Ordering::Relaxed);
+                    account.new_order(&plain).await
+                }
+                // The CA refuses the replacement (Let's Encrypt: alreadyReplaced,
+                // 409, once a replacing order exists, e.g. one a restart or a
+                // poll timeout left behind; or a certificate it does not know).
+                // Ordering without `replaces` still works, as certmagic does;
+                // only the rate-limit exemption is lost.
+                Err(instant_acme::Error::Api(p)) if !is_bad_nonce(&p) => {
+                    tracing::info!(problem = %problem_text(&p), "the CA refused the replaced certificate; ordering without naming it");
+                    account.new_order(&plain).await
+                }
+                other => other,
+            },
         };
         let mut order = match first_try {
             Ok(o) => o,
@@ -171,7 +187,12 @@ impl AcmeIssuer {
             return Err(why_invalid(&mut order).await);
         }
         drop(provisioned);
-        let key = super::new_key(self.key_type)?;
+        // RSA key generation takes tens of milliseconds of CPU: not on the
+        // runtime's workers.
+        let key_type = self.key_type;
+        let key = tokio::task::spawn_blocking(move || super::new_key(key_type))
+            .await
+            .map_err(|e| IssueError::new(format!("generating a key: {e}")))??;
         let csr = CertificateParams::new(names.to_vec())
             .and_then(|p| p.serialize_request(&key))
             .map_err(|e| IssueError::new(format!("building the CSR: {e}")))?;
@@ -309,6 +330,41 @@ fn problem_text(p: &instant_acme::Problem) -> String {
     }
 }
 
+fn is_bad_nonce(p: &instant_acme::Problem) -> bool {
+    p.r#type
+        .as_deref()
+        .is_some_and(|t| t.ends_with(":badNonce"))
+}
+
+/// How long a rateLimited answer asks us to wait, bounded. instant-acme
+/// keeps no headers of an error response, so the Retry-After header is out
+/// of reach; Let's Encrypt repeats it in the detail ("..., retry after
+/// 2025-05-07 15:11:29 UTC: see https://letsencrypt.org/docs/rate-limits/"),
+/// which is read here. Without one, an hour.
+fn rate_limited_wait(detail: Option<&str>, now: i64) -> u64 {
+    let parsed = detail.and_then(|d| {
+        let at = d.find("retry after ")? + "retry after ".len();
+        let stamp = d.get(at..at + 19)?.as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            std::str::from_utf8(stamp.get(r)?).ok()?.parse().ok()
+        };
+        let shape_ok = [4, 7].iter().all(|&i| stamp[i] == b'-')
+            && stamp[10] == b' '
+            && [13, 16].iter().all(|&i| stamp[i] == b':');
+        if !shape_ok {
+            return None;
+        }
+        let month = time::Month::try_from(num(5..7)? as u8).ok()?;
+        let date = time::Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()?;
+        let clock = time::Time::from_hms(num(11..13)? as u8, num(14..16)? as u8, num(17..19)? as u8).ok()?;
+        Some(time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp() - now)
+    });
+    match parsed {
+        Some(secs) => (secs.max(0) as u64).clamp(RATE_LIMITED_MIN_WAIT_SECS, RATE_LIMITED_MAX_WAIT_SECS),
+        None => RATE_LIMITED_WAIT_SECS,
+    }
+}
+
 fn acme_error(e: instant_acme::Error) -> IssueError {
     match e {
         instant_acme::Error::Api(p) => {
@@ -318,11 +374,9 @@ fn acme_error(e: instant_acme::Error) -> IssueError {
                 .is_some_and(|t| t.ends_with(":rateLimited"));
             IssueError {
                 message: problem_text(&p),
-                retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
-                transient: p
-                    .r#type
-                    .as_deref()
-                    .is_some_and(|t| t.ends_with(":badNonce")),
+                retry_after_secs: rate_limited
+                    .then(|| rate_limited_wait(p.detail.as_deref(), super::unix_now())),
+                transient: is_bad_nonce(&p),
             }
         }
         // With the causes: hyper's "client error (Connect)" alone does not say

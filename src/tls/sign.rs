@@ -248,5 +248,46 @@ fn cms_time(t: SystemTime) -> Result<Time, SignError> {
     }
 }
 
+/// Signs `profile` with the certificate `resolver` serves for `domain`, for
+/// the edge's `/mobileconfig` answers. Without a certificate yet, `None`
+/// (served unsigned), logged once per domain: anyone can request profiles,
+/// and a line per request would let them flood the journal. A failure to
+/// sign is logged and also served unsigned.
+///
+/// The signature (an RSA one in particular) is CPU work: on a multi-threaded
+/// runtime it runs under `block_in_place`, which hands this worker's other
+/// tasks to another thread first, so a burst of profile requests does not
+/// stall the requests queued behind them.
+pub fn sign_for_domain(
+    resolver: &super::CertResolver,
+    domain: &str,
+    profile: &[u8],
+) -> Option<Vec<u8>> {
+    let Some(key) = resolver.domain_key(domain) else {
+        if resolver.first_unsigned(domain) {
+            tracing::info!(
+                domain,
+                "serving unsigned profiles: no certificate for the domain yet (logged once)"
+            );
+        }
+        return None;
+    };
+    let sign = || sign_profile(profile, &key, SystemTime::now());
+    let on_multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let signed = if on_multi_thread {
+        tokio::task::block_in_place(sign)
+    } else {
+        sign()
+    };
+    match signed {
+        Ok(signed) => Some(signed),
+        Err(e) => {
+            tracing::warn!(domain, error = %e, "signing the profile failed; serving it unsigned");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,6 @@
-use super::*;
+use super::schedule::*;
+use crate::certs::RenewalWindow;
+use crate::store::{CertRecord, DomainStatus};
 
 fn record(not_before: i64, lifetime: i64) -> CertRecord {
     CertRecord {
@@ -71,4 +73,33 @@ fn bucket_limits_new_orders_per_window() {
     assert_eq!(b.next_token_at(), 36);
     assert!(b.take(36));
     assert!(!b.take(36));
+}
+
+#[test]
+fn stored_bucket_survives_a_restart() {
+    let mut b = TokenBucket::new(3, 100);
+    assert!(b.take(100) && b.take(100) && b.take(100));
+    let bytes = b.to_bytes();
+    // A crash and restart a second later: still empty, not refilled to 3.
+    let mut restored = TokenBucket::restored(&bytes, 3, 101).unwrap();
+    assert!(!restored.take(101));
+    // A smaller configured capacity caps what was stored.
+    let full = TokenBucket::new(300, 0).to_bytes();
+    let mut capped = TokenBucket::restored(&full, 2, 0).unwrap();
+    assert!(capped.take(0) && capped.take(0) && !capped.take(0));
+    // Garbage or a clock from the future: start fresh.
+    assert!(TokenBucket::restored(b"not json", 3, 0).is_none());
+    assert!(TokenBucket::restored(&bytes, 3, 50).is_none());
+}
+
+#[test]
+fn failures_are_counted_in_memory() {
+    let mut s = DomainStatus::default();
+    let now = 10_000;
+    assert_eq!(record_failure(&mut s, now, None), now + 60);
+    assert_eq!(record_failure(&mut s, now + 60, None), now + 60 + 600);
+    assert_eq!(s.failures, 2);
+    assert_eq!(s.next_attempt, Some(now + 660));
+    // The CA's Retry-After wins when longer.
+    assert_eq!(record_failure(&mut s, now, Some(20_000)), now + 20_000);
 }
