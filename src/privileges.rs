@@ -100,8 +100,12 @@ fn chown_below(
             continue;
         }
         let child = path.join(std::ffi::OsStr::from_bytes(bytes));
-        let stat = fstatat(dir_fd.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .with_context(|| format!("reading {}", child.display()))?;
+        let stat = fstatat(
+            dir_fd.as_fd(),
+            name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .with_context(|| format!("reading {}", child.display()))?;
         let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
         if kind == SFlag::S_IFLNK {
             tracing::warn!(path = %child.display(), "not following a symbolic link in the state directory");
@@ -166,9 +170,18 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.join("dirlink")).unwrap();
         chown_tree(root, uid, gid).unwrap();
         for p in [root.to_owned(), root.join("db"), root.join("db/conf")] {
-            assert_eq!(std::fs::metadata(&p).unwrap().uid(), 65_534, "{}", p.display());
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().uid(),
+                65_534,
+                "{}",
+                p.display()
+            );
         }
-        assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0, "link followed");
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().uid(),
+            0,
+            "link followed"
+        );
         assert_eq!(std::fs::metadata(outside.path()).unwrap().uid(), 0);
 
         // A hard link to a file elsewhere, then a FIFO: refused, nothing handed over.

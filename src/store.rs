@@ -36,6 +36,8 @@ pub enum StoreError {
     },
     #[error("state database")]
     Db(#[from] sled::Error),
+    #[error("state database closed after a write error; it is reopened at the next write")]
+    Closed,
     #[error("corrupt record {key} in tree {tree}")]
     Corrupt {
         tree: &'static str,
@@ -100,16 +102,59 @@ pub trait Store: Send + Sync {
     fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Waits for every write to reach the disk.
     fn flush(&self) -> Result<(), StoreError>;
+    /// After a failed write (e.g. a full disk, now with space again): gets
+    /// the backend writable again if it needs help for that. A no-op when
+    /// nothing failed.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The sled 0.34.7 implementation.
-#[derive(Clone)]
+///
+/// sled stays failed after an I/O error (ENOSPC included: every later
+/// operation returns it, even once space is back), so a failed write marks
+/// the database broken and `recover` closes and reopens it; its recovery
+/// keeps everything flushed before the error.
 pub struct SledStore {
+    path: PathBuf,
+    trees: std::sync::RwLock<Option<Trees>>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+struct Trees {
     db: sled::Db,
     accounts: sled::Tree,
     certs: sled::Tree,
     status: sled::Tree,
     blobs: sled::Tree,
+}
+
+impl Trees {
+    fn open(path: &Path) -> Result<Trees, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            // A few MB of cache is plenty: the hot data lives in memory anyway.
+            .cache_capacity(8 * 1024 * 1024)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        Ok(Trees {
+            accounts: tree("accounts")?,
+            certs: tree("certs")?,
+            status: tree("status")?,
+            blobs: tree("blobs")?,
+            db,
+        })
+    }
 }
 
 impl SledStore {
@@ -120,28 +165,20 @@ impl SledStore {
     pub fn open(state_dir: &Path) -> Result<SledStore, StoreError> {
         create_private_dir(state_dir)?;
         let path = state_dir.join("db");
-        let db = sled::Config::new()
-            .path(&path)
-            // A few MB of cache is plenty: the hot data lives in memory anyway.
-            .cache_capacity(8 * 1024 * 1024)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        let tree = |name: &str| {
-            db.open_tree(name).map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })
-        };
+        let trees = Trees::open(&path)?;
         Ok(SledStore {
-            accounts: tree("accounts")?,
-            certs: tree("certs")?,
-            status: tree("status")?,
-            blobs: tree("blobs")?,
-            db,
+            path,
+            trees: std::sync::RwLock::new(Some(trees)),
+            broken: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = self
+            .trees
+            .read()
+            .expect("store lock is never poisoned: no panics while held");
+        f(guard.as_ref().ok_or(StoreError::Closed)?)
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(
@@ -163,10 +200,22 @@ impl SledStore {
         }
     }
 
-    fn put_flushed(&self, tree: &sled::Tree, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        tree.insert(key, value)?;
-        tree.flush()?;
-        Ok(())
+    fn put_flushed(
+        &self,
+        tree: impl FnOnce(&Trees) -> &sled::Tree,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let result = self.read(|t| {
+            let tree = tree(t);
+            tree.insert(key, value)?;
+            tree.flush()?;
+            Ok(())
+        });
+        if result.is_err() {
+            self.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
     }
 }
 
@@ -229,46 +278,50 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl Store for SledStore {
     fn account(&self, directory_url: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.accounts.get(directory_url)?.map(|v| v.to_vec()))
+        self.read(|t| Ok(t.accounts.get(directory_url)?.map(|v| v.to_vec())))
     }
 
     fn put_account(&self, directory_url: &str, credentials: &[u8]) -> Result<(), StoreError> {
-        self.put_flushed(&self.accounts, directory_url, credentials)
+        self.put_flushed(|t| &t.accounts, directory_url, credentials)
     }
 
     fn cert(&self, domain: &str, issuer: &str) -> Result<Option<CertRecord>, StoreError> {
-        if let Some(record) = Self::get_json(&self.certs, "certs", &key(domain, issuer))? {
-            return Ok(Some(record));
-        }
-        // A record from before keys named the issuer: valid for its own issuer only.
-        Ok(Self::get_json::<CertRecord>(&self.certs, "certs", domain)?
-            .filter(|r| r.source == issuer))
+        self.read(|t| {
+            if let Some(record) = Self::get_json(&t.certs, "certs", &key(domain, issuer))? {
+                return Ok(Some(record));
+            }
+            // A record from before keys named the issuer: valid for its own issuer only.
+            Ok(Self::get_json::<CertRecord>(&t.certs, "certs", domain)?
+                .filter(|r| r.source == issuer))
+        })
     }
 
     fn put_cert(&self, domain: &str, record: &CertRecord) -> Result<(), StoreError> {
         let bytes =
             serde_json::to_vec(record).expect("CertRecord serializes: plain strings and integers");
-        self.put_flushed(&self.certs, &key(domain, &record.source), &bytes)
+        self.put_flushed(|t| &t.certs, &key(domain, &record.source), &bytes)
     }
 
     fn certs_for(&self, domain: &str) -> Result<Vec<CertRecord>, StoreError> {
-        let mut out: Vec<CertRecord> = Self::get_json(&self.certs, "certs", domain)?
-            .into_iter()
-            .collect();
-        for item in self.certs.scan_prefix(format!("{domain}|")) {
-            let (k, v) = item?;
-            let record = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
-                tree: "certs",
-                key: String::from_utf8_lossy(&k).into_owned(),
-                source,
-            })?;
-            out.push(record);
-        }
-        Ok(out)
+        self.read(|t| {
+            let mut out: Vec<CertRecord> = Self::get_json(&t.certs, "certs", domain)?
+                .into_iter()
+                .collect();
+            for item in t.certs.scan_prefix(format!("{domain}|")) {
+                let (k, v) = item?;
+                let record = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    tree: "certs",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source,
+                })?;
+                out.push(record);
+            }
+            Ok(out)
+        })
     }
 
     fn status(&self, domain: &str, issuer: &str) -> Result<Option<DomainStatus>, StoreError> {
-        Self::get_json(&self.status, "status", &key(domain, issuer))
+        self.read(|t| Self::get_json(&t.status, "status", &key(domain, issuer)))
     }
 
     fn put_status(
@@ -279,19 +332,40 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(status)
             .expect("DomainStatus serializes: plain strings and integers");
-        self.put_flushed(&self.status, &key(domain, issuer), &bytes)
+        self.put_flushed(|t| &t.status, &key(domain, issuer), &bytes)
     }
 
     fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.blobs.get(name)?.map(|v| v.to_vec()))
+        self.read(|t| Ok(t.blobs.get(name)?.map(|v| v.to_vec())))
     }
 
     fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.put_flushed(&self.blobs, name, value)
+        self.put_flushed(|t| &t.blobs, name, value)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.read(|t| {
+            t.db.flush()?;
+            Ok(())
+        })
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut guard = self
+            .trees
+            .write()
+            .expect("store lock is never poisoned: no panics while held");
+        // The old instance must be gone (its file lock released) before the
+        // new one opens. Until that succeeds, reads fail with `Closed`:
+        // callers schedule from memory, not from the store.
+        drop(guard.take());
+        *guard = Some(Trees::open(&self.path)?);
+        self.broken.store(false, Ordering::SeqCst);
+        tracing::info!(path = %self.path.display(), "state database reopened after a write error");
         Ok(())
     }
 }
@@ -358,8 +432,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         store
-            .certs
-            .insert("bad.example|local", &b"not json"[..])
+            .read(|t| Ok(t.certs.insert("bad.example|local", &b"not json"[..])?))
             .unwrap();
         assert!(matches!(
             store.cert("bad.example", "local"),
@@ -391,10 +464,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         let old = serde_json::to_vec(&record(1)).unwrap();
-        store.certs.insert("example.com", old).unwrap();
+        store
+            .read(|t| Ok(t.certs.insert("example.com", old)?))
+            .unwrap();
         assert_eq!(store.cert("example.com", "local").unwrap(), Some(record(1)));
         assert_eq!(store.cert("example.com", "https://ca/dir").unwrap(), None);
         assert_eq!(store.certs_for("example.com").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn recover_reopens_and_keeps_what_was_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_cert("example.com", &record(1)).unwrap();
+        store.recover().unwrap(); // nothing failed: a no-op
+        store
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        store.recover().unwrap();
+        assert_eq!(store.cert("example.com", "local").unwrap(), Some(record(1)));
+        store.put_cert("example.net", &record(2)).unwrap();
+        assert_eq!(store.cert("example.net", "local").unwrap(), Some(record(2)));
     }
 
     #[test]

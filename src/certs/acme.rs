@@ -141,7 +141,10 @@ impl AcmeIssuer {
         let plain = NewOrder::new(&identifiers);
         let first_try = match replaces {
             None => account.new_order(&plain).await,
-            Some(id) => match account.new_order(&NewOrder::new(&identifiers).replaces(id)).await {
+            Some(id) => match account
+                .new_order(&NewOrder::new(&identifiers).replaces(id))
+                .await
+            {
                 Err(instant_acme::Error::Unsupported(_)) => {
                     self.ari_supported.store(false, Ordering::Relaxed);
                     account.new_order(&plain).await
@@ -355,12 +358,22 @@ fn rate_limited_wait(detail: Option<&str>, now: i64) -> u64 {
             return None;
         }
         let month = time::Month::try_from(num(5..7)? as u8).ok()?;
-        let date = time::Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()?;
-        let clock = time::Time::from_hms(num(11..13)? as u8, num(14..16)? as u8, num(17..19)? as u8).ok()?;
-        Some(time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp() - now)
+        let date =
+            time::Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()?;
+        let clock =
+            time::Time::from_hms(num(11..13)? as u8, num(14..16)? as u8, num(17..19)? as u8)
+                .ok()?;
+        Some(
+            time::PrimitiveDateTime::new(date, clock)
+                .assume_utc()
+                .unix_timestamp()
+                - now,
+        )
     });
     match parsed {
-        Some(secs) => (secs.max(0) as u64).clamp(RATE_LIMITED_MIN_WAIT_SECS, RATE_LIMITED_MAX_WAIT_SECS),
+        Some(secs) => {
+            (secs.max(0) as u64).clamp(RATE_LIMITED_MIN_WAIT_SECS, RATE_LIMITED_MAX_WAIT_SECS)
+        }
         None => RATE_LIMITED_WAIT_SECS,
     }
 }

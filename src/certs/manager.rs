@@ -44,8 +44,9 @@ const MAX_ARI_REQUESTS: usize = 4;
 const ARI_RETRY_SECS: i64 = 12 * 3_600;
 /// While orders keep finishing, `certs.json` is rewritten at most this often.
 const REPORT_INTERVAL_SECS: i64 = 5;
-/// A certificate that could not be stored is tried again this often.
-const UNSAVED_RETRY_SECS: i64 = 60;
+/// While writes to the state directory fail, they are tried again this often
+/// (a certificate that could not be stored, the report).
+const UNSAVED_RETRY_SECS: i64 = 5;
 
 /// A cheap snapshot for readiness (systemd `STATUS=`) and health output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,9 +76,18 @@ pub struct Manager {
     counts: watch::Sender<StatusCounts>,
     /// Each domain's bookkeeping; the store holds a copy.
     statuses: HashMap<String, DomainStatus>,
-    /// Certificates issued and served but not yet stored (the disk refused).
-    unsaved: HashMap<String, CertRecord>,
-    state_write_failing: bool,
+    /// The configured issuer's latest certificate per domain, read from the
+    /// store once when the domain appears, then kept here: scheduling never
+    /// depends on reading the store back.
+    records: HashMap<String, CertRecord>,
+    /// Domains whose certificate in `records` is served but not yet stored
+    /// (the disk refused it).
+    unsaved: HashSet<String>,
+    /// The last write to the store failed; it is retried (and the store
+    /// asked to recover) every `UNSAVED_RETRY_SECS`.
+    store_failing: bool,
+    /// The last write of `certs.json` failed.
+    report_failing: bool,
 }
 
 /// The names one mail domain's certificate must cover, by domain.
@@ -104,8 +114,10 @@ impl Manager {
             state_dir,
             counts: watch::channel(StatusCounts::default()).0,
             statuses: HashMap::new(),
-            unsaved: HashMap::new(),
-            state_write_failing: false,
+            records: HashMap::new(),
+            unsaved: HashSet::new(),
+            store_failing: false,
+            report_failing: false,
         }
     }
 
@@ -119,33 +131,21 @@ impl Manager {
         self.issuer.source()
     }
 
-    /// The certificate to serve for `domain`: an unsaved one, else the
-    /// configured issuer's stored one, else (until it is replaced) another CA's.
+    /// The certificate to serve for `domain`, for the report: the configured
+    /// issuer's, else (until it is replaced) an unexpired one of another CA.
     fn serving_record(&self, domain: &str, now: i64) -> Option<CertRecord> {
-        if let Some(r) = self.unsaved.get(domain) {
+        if let Some(r) = self.records.get(domain).filter(|r| r.not_after > now) {
             return Some(r.clone());
         }
-        let records = match self.store.certs_for(domain) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed");
-                return None;
-            }
-        };
-        super::pick(&records, self.issuer_name(), now)
-            .or_else(|| records.iter().find(|r| r.source == self.issuer_name()))
+        let others = self.store.certs_for(domain).unwrap_or_default();
+        super::pick(&others, self.issuer_name(), now)
             .cloned()
+            .or_else(|| self.records.get(domain).cloned())
     }
 
     /// The configured issuer's certificate for `domain`, expired or not.
     fn own_record(&self, domain: &str) -> Option<CertRecord> {
-        if let Some(r) = self.unsaved.get(domain) {
-            return Some(r.clone());
-        }
-        self.store
-            .cert(domain, self.issuer_name())
-            .ok()
-            .flatten()
+        self.records.get(domain).cloned()
     }
 
     /// Deploys every stored, unexpired certificate whose names still fit the
@@ -157,8 +157,14 @@ impl Manager {
         let now = unix_now();
         let mut deployed = 0;
         for (domain, names) in wanted(&config) {
-            let Some(record) = self.serving_record(&domain, now).filter(|r| r.not_after > now)
-            else {
+            let records = match self.store.certs_for(&domain) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed");
+                    continue;
+                }
+            };
+            let Some(record) = super::pick(&records, self.issuer_name(), now).cloned() else {
                 continue;
             };
             if record.source != self.issuer_name() {
@@ -217,9 +223,19 @@ impl Manager {
                 wanted = self::wanted(&config);
                 self.resolver.retain_domains(|d| wanted.contains_key(d));
                 self.statuses.retain(|d, _| wanted.contains_key(d));
-                self.unsaved.retain(|d, _| wanted.contains_key(d));
+                self.unsaved.retain(|d| wanted.contains_key(d));
+                self.records.retain(|d, _| wanted.contains_key(d));
                 for domain in wanted.keys() {
                     if !self.statuses.contains_key(domain) {
+                        match self.store.cert(domain, self.issuer.source()) {
+                            Ok(Some(record)) => {
+                                self.records.insert(domain.clone(), record);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed")
+                            }
+                        }
                         // The store's copy seeds memory once; memory rules after.
                         let copy = self
                             .store
@@ -234,13 +250,22 @@ impl Manager {
                     .iter()
                     .map(|(d, names)| (d.clone(), self.due(d, names, now)))
                     .collect();
+                // At once, whatever is in flight: `mailconfd certs` shows the new list.
                 report_due = true;
+                last_report = 0;
             }
-            if !self.unsaved.is_empty() {
-                self.store_unsaved().await;
+            if self.store_failing || !self.unsaved.is_empty() {
+                self.retry_store().await;
             }
             let mut wake = now + MAX_SLEEP_SECS;
             if !self.unsaved.is_empty() {
+                wake = wake.min(now + UNSAVED_RETRY_SECS);
+            }
+            if self.report_failing && now - last_report >= UNSAVED_RETRY_SECS {
+                // certs.json is current again soon after space returns.
+                report_due = true;
+            }
+            if self.report_failing || self.store_failing {
                 wake = wake.min(now + UNSAVED_RETRY_SECS);
             }
             let mut queued = 0;
@@ -374,8 +399,10 @@ impl Manager {
                     last_attempt: Some(now),
                     ..Default::default()
                 };
-                self.unsaved.remove(domain);
                 tracing::info!(domain = %domain, not_after = record.not_after, "certificate deployed");
+                self.unsaved.remove(domain);
+                self.records.insert(domain.to_owned(), record);
+                self.note_write(Ok(()));
             }
             Outcome::Unsaved(record, error) => {
                 *status = DomainStatus {
@@ -384,7 +411,8 @@ impl Manager {
                 };
                 tracing::info!(domain = %domain, not_after = record.not_after, "certificate deployed");
                 self.note_write(Err(format!("storing the certificate: {error}")));
-                self.unsaved.insert(domain.to_owned(), record);
+                self.unsaved.insert(domain.to_owned());
+                self.records.insert(domain.to_owned(), record);
             }
             Outcome::Dropped => {
                 self.statuses.remove(domain);
@@ -402,26 +430,40 @@ impl Manager {
             domain.to_owned(),
             self.issuer_name().to_owned(),
         );
-        let result = tokio::task::spawn_blocking(move || {
-            store.put_status(&domain_owned, &issuer, &copy)
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || store.put_status(&domain_owned, &issuer, &copy))
+                .await;
         self.note_write(flatten(result));
     }
 
-    /// Tries again to store certificates the disk refused earlier.
-    async fn store_unsaved(&mut self) {
+    /// After a failed write: lets the store recover (sled stays failed after
+    /// an I/O error until it is reopened), then stores the certificates the
+    /// disk refused earlier and the statuses since. Each try is one write
+    /// when the disk is still full.
+    async fn retry_store(&mut self) {
         let pending: Vec<(String, CertRecord)> = self
             .unsaved
             .iter()
-            .map(|(d, r)| (d.clone(), r.clone()))
+            .filter_map(|d| Some((d.clone(), self.records.get(d)?.clone())))
             .collect();
-        let store = self.store.clone();
+        let statuses: Vec<(String, DomainStatus)> = if self.store_failing {
+            self.statuses
+                .iter()
+                .map(|(d, s)| (d.clone(), s.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (store, issuer) = (self.store.clone(), self.issuer_name().to_owned());
         let result = tokio::task::spawn_blocking(move || {
+            store.recover()?;
             let mut saved = Vec::new();
             for (domain, record) in pending {
                 store.put_cert(&domain, &record)?;
                 saved.push(domain);
+            }
+            for (domain, status) in statuses {
+                store.put_status(&domain, &issuer, &status)?;
             }
             Ok::<_, crate::store::StoreError>(saved)
         })
@@ -444,16 +486,16 @@ impl Manager {
         self.note_write(flatten(result));
     }
 
-    /// Logs a failing state directory once, and once when it works again.
+    /// Logs a failing store once, and once when it works again.
     fn note_write(&mut self, result: Result<(), String>) {
         match result {
-            Ok(()) if self.state_write_failing => {
-                self.state_write_failing = false;
+            Ok(()) if self.store_failing => {
+                self.store_failing = false;
                 tracing::info!(state_dir = %self.state_dir.display(), "writing the state directory works again");
             }
             Ok(()) => {}
-            Err(e) if !self.state_write_failing => {
-                self.state_write_failing = true;
+            Err(e) if !self.store_failing => {
+                self.store_failing = true;
                 tracing::error!(state_dir = %self.state_dir.display(), error = %e, "writing the state directory failed; serving and scheduling continue from memory");
             }
             Err(_) => {}
@@ -474,10 +516,18 @@ impl Manager {
         let dir = self.state_dir.clone();
         let result =
             tokio::task::spawn_blocking(move || super::report::write_snapshot(&dir, &rows)).await;
-        self.note_write(match result {
-            Ok(r) => r.map_err(|e| format!("writing certs.json: {e}")),
+        let result = match result {
+            Ok(r) => r.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
-        });
+        };
+        match result {
+            Ok(()) => self.report_failing = false,
+            Err(e) if !self.report_failing => {
+                self.report_failing = true;
+                tracing::warn!(path = %super::report::snapshot_file(&self.state_dir).display(), error = %e, "writing certs.json failed; `mailconfd certs` shows older data until it works");
+            }
+            Err(_) => {}
+        }
     }
 
     fn publish_counts(
@@ -490,10 +540,7 @@ impl Manager {
         let certificates_valid = wanted
             .keys()
             .filter(|d| self.resolver.domain_key(d).is_some())
-            .filter(|d| {
-                self.own_record(d)
-                    .is_some_and(|r| r.not_after > now)
-            })
+            .filter(|d| self.own_record(d).is_some_and(|r| r.not_after > now))
             .count();
         let counts = StatusCounts {
             domains: wanted.len(),
@@ -501,7 +548,7 @@ impl Manager {
             orders_in_flight: in_flight,
             orders_queued: queued,
             failing: self.statuses.values().filter(|s| s.failures > 0).count(),
-            state_write_failing: self.state_write_failing,
+            state_write_failing: self.store_failing || self.report_failing,
         };
         self.counts.send_if_modified(|old| {
             let changed = *old != counts;

@@ -3,6 +3,7 @@ mod acme;
 mod clients;
 mod deltachat;
 mod doctor;
+mod faults;
 mod golden;
 mod http_table;
 mod kmail;

@@ -33,14 +33,20 @@ fn rate_limited_waits_as_long_as_the_ca_says_within_bounds() {
         689
     );
     // Bounded: not less than a minute, not more than a week.
-    assert_eq!(rate_limited_wait(Some(&detail("2025-05-07 14:00:00 UTC")), now), 60);
+    assert_eq!(
+        rate_limited_wait(Some(&detail("2025-05-07 14:00:00 UTC")), now),
+        60
+    );
     assert_eq!(
         rate_limited_wait(Some(&detail("2026-05-07 15:00:00 UTC")), now),
         7 * 86_400
     );
     // No date, or garbage where the date should be: an hour.
     assert_eq!(rate_limited_wait(Some("slow down"), now), 3_600);
-    assert_eq!(rate_limited_wait(Some(&detail("2025-13-07 15:00:00 UTC")), now), 3_600);
+    assert_eq!(
+        rate_limited_wait(Some(&detail("2025-13-07 15:00:00 UTC")), now),
+        3_600
+    );
     assert_eq!(rate_limited_wait(Some("retry after 2025-05-0"), now), 3_600);
     assert_eq!(rate_limited_wait(None, now), 3_600);
 }
