@@ -16,6 +16,8 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 #[derive(Default, Debug)]
 pub struct CertResolver {
     inner: RwLock<Inner>,
+    /// Bounds profile signatures running at once (see `sign::sign_for_domain`).
+    pub(super) signing: super::sign::SigningSlots,
 }
 
 #[derive(Default, Debug)]

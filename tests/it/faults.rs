@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::acme::{
     Binary, ISSUE_TIMEOUT, InProcess, WAIT_TIMEOUT, World, assert_refused, bind_pair, ca_tools,
-    certs_command, handshake, log_lines_for, names, port, until,
+    certs_command, handshake, in_process_log, log_lines_for, names, port, until,
 };
 use crate::pebble::{Pebble, PebbleOptions, free_tcp_port};
 
@@ -254,9 +254,11 @@ async fn issue_11_unsigned_profiles_are_logged_once_per_domain() {
         signed.body[0], 0x30,
         "a DER SignedData for the served domain"
     );
-    let lines: Vec<String> = log_lines_for("unsigned-b.test")
-        .into_iter()
-        .filter(|l| l.contains("unsigned profile"))
+    // Any field format (`domain=x` or `domain="x"`).
+    let lines: Vec<String> = in_process_log()
+        .lines()
+        .filter(|l| l.contains("unsigned profile") && l.contains("unsigned-b.test"))
+        .map(str::to_owned)
         .collect();
     eprintln!(
         "{REQUESTS} unsigned answers, {} log lines: {lines:?}",
