@@ -415,3 +415,126 @@ async fn issue_11_full_state_directory_while_serving() {
     daemon.stop().await;
     drop(disk);
 }
+
+/// A small xorshift generator: the kill points, reproducible from the seed
+/// the test prints (`KILL9_SEED=...`).
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// The fault "kill -9 at random points during issuance and storage, 50
+/// times in a row": every restart comes up and serves what was stored
+/// before, every certificate logged as deployed is there at the next start
+/// (stored before it is served), no restart places more than one order per
+/// domain, and afterwards every domain is issued and nothing is corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_fifty_times_at_random_points() {
+    if !ca_tools() {
+        return;
+    }
+    const RESTARTS: usize = 50;
+    // Enough domains (two orders at a time, about a second each) that most
+    // kills land while orders run or certificates are being stored.
+    let owned: Vec<String> = (1..=24).map(|n| format!("k{n}.test")).collect();
+    let domains: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let (http_port, https_port) = (free_tcp_port(), free_tcp_port());
+    let world = World::new("tls-alpn-01", http_port, https_port).await;
+    world.write_config(&domains, 2);
+    let mut seed = std::env::var("KILL9_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("KILL9_SEED={seed}");
+    let started = Instant::now();
+    let mut orders_before = 0;
+    let mut deployed_so_far = std::collections::HashSet::new();
+    let mut restored_per_start = Vec::new();
+    for i in 0..RESTARTS {
+        let daemon = Binary::start(&world, &format!("run{i}.log"));
+        let restored: usize = until("the restart comes up", WAIT_TIMEOUT, || async {
+            let log = daemon.log();
+            if !log.contains("scheme=\"https\"") {
+                return None;
+            }
+            log.split("stored certificates deployed deployed=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .await;
+        assert!(
+            restored >= deployed_so_far.len(),
+            "start {i}: {restored} restored, {} were deployed before: {}",
+            deployed_so_far.len(),
+            daemon.log()
+        );
+        restored_per_start.push(restored);
+        // It serves what it restored.
+        for d in &deployed_so_far {
+            handshake(
+                https_port,
+                Some(&format!("autoconfig.{d}")),
+                &world.pebble.root,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("start {i}: {d} not served: {e}"));
+        }
+        let delay = Duration::from_millis(xorshift(&mut seed) % 1_200);
+        tokio::time::sleep(delay).await;
+        let log = daemon.log();
+        daemon.kill9();
+        for &d in &domains {
+            if log.contains(&format!("certificate deployed domain={d} ")) {
+                deployed_so_far.insert(d);
+            }
+            let orders = log
+                .matches(&format!("ordering certificate domain={d} "))
+                .count();
+            assert!(orders <= 1, "start {i}: {orders} orders for {d}: {log}");
+        }
+        assert!(!log.contains("corrupt"), "start {i}: {log}");
+        let orders = world.pebble.orders();
+        assert!(
+            orders - orders_before <= domains.len(),
+            "start {i}: {} orders for {} domains",
+            orders - orders_before,
+            domains.len()
+        );
+        orders_before = orders;
+    }
+    let daemon = Binary::start(&world, "final.log");
+    for &d in &domains {
+        world.wait_served(d, ISSUE_TIMEOUT).await;
+    }
+    until("every domain valid in certs.json", WAIT_TIMEOUT, || async {
+        let report = world.report();
+        (report.len() == domains.len() && report.iter().all(|r| r["state"] == "valid"))
+            .then_some(())
+    })
+    .await;
+    daemon.stop().await;
+    let table = certs_command(&world);
+    assert_eq!(
+        table.matches("state:       valid").count(),
+        domains.len(),
+        "{table}"
+    );
+    eprintln!(
+        "FIGURE kill -9 x{RESTARTS} in {:?}: {} orders at the CA for {} domains, \
+         certificates restored at each start: {restored_per_start:?}",
+        started.elapsed(),
+        world.pebble.orders(),
+        domains.len()
+    );
+}
