@@ -106,8 +106,11 @@ impl AcmeIssuer {
                     .map_err(acme_error)?;
                 let bytes =
                     serde_json::to_vec(&credentials).map_err(|e| IssueError::new(e.to_string()))?;
-                self.store
-                    .put_account(dir, &bytes)
+                // A flushed write: off the runtime's workers.
+                let (store, url) = (self.store.clone(), dir.clone());
+                tokio::task::spawn_blocking(move || store.put_account(&url, &bytes))
+                    .await
+                    .map_err(|e| IssueError::new(e.to_string()))?
                     .map_err(|e| IssueError::new(format!("{e:#}")))?;
                 tracing::info!(directory = %dir, "ACME account created");
                 account
@@ -120,7 +123,8 @@ impl AcmeIssuer {
     /// Forgets the account (the CA no longer knows it, e.g. a test CA restarted).
     async fn forget_account(&self) {
         *self.account.lock().await = None;
-        let _ = self.store.put_account(&self.config.directory_url, b"");
+        let (store, url) = (self.store.clone(), self.config.directory_url.clone());
+        let _ = tokio::task::spawn_blocking(move || store.put_account(&url, b"")).await;
     }
 
     async fn order(

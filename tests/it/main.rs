@@ -4,6 +4,7 @@ mod clients;
 mod deltachat;
 mod doctor;
 mod faults;
+mod faults_ca;
 mod faults_load;
 mod golden;
 mod http_table;
