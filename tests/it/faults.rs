@@ -4,13 +4,12 @@
 //! - finding 3: a certificate from another CA is replaced, not renewed, and
 //!   keeps serving until the new CA's is there;
 //! - finding 4: an order finishing after a reload removed its domain is dropped;
-//! - finding 9: unsigned profiles are logged once per domain;
-//! - finding 2 + fault "full state directory": a full disk while serving.
+//! - finding 9: unsigned profiles are logged once per domain.
+//!
+//! Finding 2 and the disk faults are in `faults_disk`.
 //!
 //! Figures go to stderr (`--nocapture`), never into asserts.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,10 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::acme::{
-    Binary, ISSUE_TIMEOUT, InProcess, WAIT_TIMEOUT, World, assert_refused, bind_pair, ca_tools,
-    certs_command, handshake, in_process_log, log_lines_for, names, port, until,
+    ISSUE_TIMEOUT, InProcess, WAIT_TIMEOUT, World, assert_refused, bind_pair, ca_tools, handshake,
+    in_process_log, log_lines_for, names, port, until,
 };
-use crate::pebble::{Pebble, PebbleOptions, free_tcp_port};
+use crate::pebble::{Pebble, PebbleOptions};
 
 /// Holds every TCP connection to it until opened, then forwards each to
 /// 127.0.0.1:`target`: a CA validation held in the middle of an order.
@@ -266,152 +265,4 @@ async fn issue_11_unsigned_profiles_are_logged_once_per_domain() {
     );
     assert_eq!(lines.len(), 1, "{lines:#?}");
     daemon.stop().await;
-}
-
-// ---------------------------------------------------------------- the disk
-
-/// A small tmpfs the test mounts (as root) over a directory; unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// `None` (with the reason printed) where mounting is impossible; a
-    /// failure under CI.
-    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
-        let skip = |why: String| {
-            assert!(std::env::var_os("CI").is_none(), "in CI: {why}");
-            eprintln!("skipped: {why}");
-            None
-        };
-        if !nix::unistd::Uid::effective().is_root() {
-            return skip("mounting a tmpfs needs root".to_owned());
-        }
-        std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size},mode=0700"))
-            .arg("tmpfs")
-            .arg(path)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs {
-                path: path.to_owned(),
-            }),
-            Ok(o) => skip(format!(
-                "mount -t tmpfs: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => skip(format!("mount: {e}")),
-        }
-    }
-
-    /// Writes a file until the filesystem is full; returns its path.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write as _;
-        let path = self.path.join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        while file.write_all(&chunk).is_ok() {}
-        let _ = file.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-/// Issue 11 finding 2 and the fault "the state directory becomes full while
-/// serving": answers continue from memory, a certificate issued meanwhile is
-/// served at once and stored when space returns, the failure is logged
-/// once, a failing domain keeps its backoff (before: its status could not
-/// be written, so it was ordered again at the CA's speed), and nothing
-/// already stored is corrupted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_11_full_state_directory_while_serving() {
-    if !ca_tools() {
-        return;
-    }
-    let (http_port, https_port) = (free_tcp_port(), free_tcp_port());
-    let mut world = World::new("tls-alpn-01", http_port, https_port).await;
-    let Some(disk) = Tmpfs::mount(&world.state_dir(), "16m") else {
-        return;
-    };
-    world.write_config(&["disk-ok.test"], 5);
-    let daemon = Binary::start(&world, "daemon.log");
-    let ok_leaf = world.wait_served("disk-ok.test", ISSUE_TIMEOUT).await;
-
-    let filler = disk.fill();
-    eprintln!(
-        "state directory full: {} bytes of filler",
-        std::fs::metadata(&filler).unwrap().len()
-    );
-    world.write_config(&["disk-ok.test", "disk-full-new.test"], 5);
-    daemon.signal("HUP");
-    world.wait_served("disk-full-new.test", ISSUE_TIMEOUT).await;
-    assert_eq!(
-        world.wait_served("disk-ok.test", Duration::ZERO).await,
-        ok_leaf
-    );
-
-    world.pebble.kill_ca();
-    world.write_config(
-        &["disk-ok.test", "disk-full-new.test", "disk-full-fail.test"],
-        5,
-    );
-    daemon.signal("HUP");
-    until("the failing order logged", WAIT_TIMEOUT, || async {
-        daemon
-            .log()
-            .contains("domain=disk-full-fail.test")
-            .then_some(())
-    })
-    .await;
-    // The backoff is 60 s: in 4 s there must be no second attempt.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let log = daemon.log();
-    let failures = log
-        .lines()
-        .filter(|l| l.contains("certificate order failed") && l.contains("disk-full-fail.test"))
-        .count();
-    eprintln!("orders for the failing domain in 4 s with a full disk: {failures}");
-    assert_eq!(failures, 1, "{log}");
-
-    std::fs::remove_file(&filler).unwrap();
-    let freed = Instant::now();
-    until("writes work again", WAIT_TIMEOUT, || async {
-        daemon
-            .log()
-            .contains("writing the state directory works again")
-            .then_some(())
-    })
-    .await;
-    eprintln!("writes resumed {:?} after space returned", freed.elapsed());
-    let log = daemon.log();
-    let reported = log.matches("writing the state directory failed").count();
-    eprintln!("failure lines while full: {reported}");
-    assert_eq!(reported, 1, "{log}");
-    daemon.stop().await;
-
-    let table = certs_command(&world);
-    eprintln!("{table}");
-    for domain in ["disk-ok.test", "disk-full-new.test"] {
-        let (_, rest) = table
-            .split_once(&format!("{domain}\n"))
-            .unwrap_or_else(|| panic!("{table}"));
-        assert!(rest.starts_with("  names:"), "{table}");
-        assert!(
-            rest.lines().nth(1).unwrap().contains("state:       valid"),
-            "{domain}: {table}"
-        );
-    }
-    // Restarted with the CA still gone: the certificate issued while the
-    // disk was full is served from the store.
-    let daemon = Binary::start(&world, "second.log");
-    world.wait_served("disk-full-new.test", WAIT_TIMEOUT).await;
-    daemon.stop().await;
-    drop(disk);
 }

@@ -5,6 +5,7 @@ mod deltachat;
 mod doctor;
 mod faults;
 mod faults_ca;
+mod faults_disk;
 mod faults_load;
 mod golden;
 mod http_table;

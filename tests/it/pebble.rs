@@ -29,6 +29,9 @@ pub struct PebbleOptions {
     pub authz_reuse_percent: Option<u8>,
 }
 
+/// Pebble's arguments and environment.
+type PebbleCommand = (Vec<std::ffi::OsString>, Vec<(String, String)>);
+
 pub struct Pebble {
     /// Logs, configs, roots.
     pub dir: tempfile::TempDir,
@@ -42,7 +45,7 @@ pub struct Pebble {
     pub intermediate: PathBuf,
     options: PebbleOptions,
     /// Pebble's command line, for `restart_ca`, and its management URL.
-    command: Option<(Vec<std::ffi::OsString>, Vec<(String, String)>)>,
+    command: Option<PebbleCommand>,
     management: String,
     pebble: Option<Child>,
     challtestsrv: Option<Child>,
