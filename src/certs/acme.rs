@@ -138,10 +138,11 @@ impl AcmeIssuer {
         // Naming the replaced certificate makes a renewal exempt from rate
         // limits at Let's Encrypt; only where the CA speaks ARI, and only for
         // a certificate this directory issued.
-        let replaces = previous
-            .filter(|p| p.source == self.config.directory_url)
-            .filter(|_| self.ari_supported.load(Ordering::Relaxed))
-            .and_then(certificate_id);
+        let replaces = replaces_for(
+            previous,
+            &self.config.directory_url,
+            self.ari_supported.load(Ordering::Relaxed),
+        );
         let plain = NewOrder::new(&identifiers);
         let first_try = match replaces {
             None => account.new_order(&plain).await,
@@ -158,7 +159,7 @@ impl AcmeIssuer {
                 // poll timeout left behind; or a certificate it does not know).
                 // Ordering without `replaces` still works, as certmagic does;
                 // only the rate-limit exemption is lost.
-                Err(instant_acme::Error::Api(p)) if !is_bad_nonce(&p) => {
+                Err(instant_acme::Error::Api(p)) if refused_replacement(&p) => {
                     tracing::info!(problem = %problem_text(&p), "the CA refused the replaced certificate; ordering without naming it");
                     account.new_order(&plain).await
                 }
@@ -335,6 +336,32 @@ fn problem_text(p: &instant_acme::Problem) -> String {
         Some(detail) => format!("{kind}: {detail}"),
         None => kind.to_owned(),
     }
+}
+
+/// The `replaces` value for a renewal of `previous`: only for a certificate
+/// from this very directory (another CA does not know it and refuses the
+/// order), and only where the CA speaks ARI.
+fn replaces_for(
+    previous: Option<&CertRecord>,
+    directory_url: &str,
+    ari_supported: bool,
+) -> Option<CertificateIdentifier<'static>> {
+    previous
+        .filter(|p| p.source == directory_url)
+        .filter(|_| ari_supported)
+        .and_then(certificate_id)
+}
+
+/// A problem answering an order that named a replaced certificate, after
+/// which the same order without `replaces` is worth one try: anything but a
+/// rejected nonce (retried as a whole order) or an unknown account (handled
+/// by creating a new one).
+fn refused_replacement(p: &instant_acme::Problem) -> bool {
+    !is_bad_nonce(p)
+        && !p
+            .r#type
+            .as_deref()
+            .is_some_and(|t| t.ends_with(":accountDoesNotExist"))
 }
 
 fn is_bad_nonce(p: &instant_acme::Problem) -> bool {
