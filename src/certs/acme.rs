@@ -14,23 +14,19 @@ use instant_acme::{
 };
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 
+mod errors;
+
 use super::{IssueError, Issued, Issuer, RenewalWindow};
 use crate::config::{AcmeConfig, Challenge, KeyType};
 use crate::store::CertRecord;
 use crate::store::Store;
 use crate::tls::CertResolver;
+use errors::{acme_error, problem_text, refused_replacement};
 
 /// How long we wait for the CA to validate and to issue.
 const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// Orders started at once for one domain when the CA keeps rejecting nonces.
 const MAX_ORDER_ATTEMPTS: u32 = 5;
-/// When the CA says rateLimited without saying until when.
-const RATE_LIMITED_WAIT_SECS: u64 = 3600;
-/// The longest wait a rateLimited answer may impose (Let's Encrypt's longest
-/// window is 7 days); a date further out is taken as this.
-const RATE_LIMITED_MAX_WAIT_SECS: u64 = 7 * 86_400;
-/// The shortest: a date in the past or a few seconds ahead still waits this.
-const RATE_LIMITED_MIN_WAIT_SECS: u64 = 60;
 
 pub struct AcmeIssuer {
     config: AcmeConfig,
@@ -324,123 +320,6 @@ async fn why_invalid(order: &mut Order) -> IssueError {
     IssueError::new(reasons.join("; "))
 }
 
-fn problem_text(p: &instant_acme::Problem) -> String {
-    let kind = p
-        .r#type
-        .as_deref()
-        .unwrap_or("")
-        .rsplit(':')
-        .next()
-        .unwrap_or("");
-    match &p.detail {
-        Some(detail) => format!("{kind}: {detail}"),
-        None => kind.to_owned(),
-    }
-}
-
-/// The `replaces` value for a renewal of `previous`: only for a certificate
-/// from this very directory (another CA does not know it and refuses the
-/// order), and only where the CA speaks ARI.
-fn replaces_for(
-    previous: Option<&CertRecord>,
-    directory_url: &str,
-    ari_supported: bool,
-) -> Option<CertificateIdentifier<'static>> {
-    previous
-        .filter(|p| p.source == directory_url)
-        .filter(|_| ari_supported)
-        .and_then(certificate_id)
-}
-
-/// A problem answering an order that named a replaced certificate, after
-/// which the same order without `replaces` is worth one try: anything but a
-/// rejected nonce (retried as a whole order) or an unknown account (handled
-/// by creating a new one).
-fn refused_replacement(p: &instant_acme::Problem) -> bool {
-    !is_bad_nonce(p)
-        && !p
-            .r#type
-            .as_deref()
-            .is_some_and(|t| t.ends_with(":accountDoesNotExist"))
-}
-
-fn is_bad_nonce(p: &instant_acme::Problem) -> bool {
-    p.r#type
-        .as_deref()
-        .is_some_and(|t| t.ends_with(":badNonce"))
-}
-
-/// How long a rateLimited answer asks us to wait, bounded. instant-acme
-/// keeps no headers of an error response, so the Retry-After header is out
-/// of reach; Let's Encrypt repeats it in the detail ("..., retry after
-/// 2025-05-07 15:11:29 UTC: see https://letsencrypt.org/docs/rate-limits/"),
-/// which is read here. Without one, an hour.
-fn rate_limited_wait(detail: Option<&str>, now: i64) -> u64 {
-    let parsed = detail.and_then(|d| {
-        let at = d.find("retry after ")? + "retry after ".len();
-        let stamp = d.get(at..at + 19)?.as_bytes();
-        let num = |r: std::ops::Range<usize>| -> Option<u32> {
-            std::str::from_utf8(stamp.get(r)?).ok()?.parse().ok()
-        };
-        let shape_ok = [4, 7].iter().all(|&i| stamp[i] == b'-')
-            && stamp[10] == b' '
-            && [13, 16].iter().all(|&i| stamp[i] == b':');
-        if !shape_ok {
-            return None;
-        }
-        let month = time::Month::try_from(num(5..7)? as u8).ok()?;
-        let date =
-            time::Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()?;
-        let clock =
-            time::Time::from_hms(num(11..13)? as u8, num(14..16)? as u8, num(17..19)? as u8)
-                .ok()?;
-        Some(
-            time::PrimitiveDateTime::new(date, clock)
-                .assume_utc()
-                .unix_timestamp()
-                - now,
-        )
-    });
-    match parsed {
-        Some(secs) => {
-            (secs.max(0) as u64).clamp(RATE_LIMITED_MIN_WAIT_SECS, RATE_LIMITED_MAX_WAIT_SECS)
-        }
-        None => RATE_LIMITED_WAIT_SECS,
-    }
-}
-
-fn acme_error(e: instant_acme::Error) -> IssueError {
-    match e {
-        instant_acme::Error::Api(p) => {
-            let rate_limited = p
-                .r#type
-                .as_deref()
-                .is_some_and(|t| t.ends_with(":rateLimited"));
-            IssueError {
-                message: problem_text(&p),
-                retry_after_secs: rate_limited
-                    .then(|| rate_limited_wait(p.detail.as_deref(), super::unix_now())),
-                transient: is_bad_nonce(&p),
-            }
-        }
-        // With the causes: hyper's "client error (Connect)" alone does not say
-        // that the CA refused the connection or that its certificate was not trusted.
-        other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(&other);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message.push_str(": ");
-                    message.push_str(&text);
-                }
-                source = cause.source();
-            }
-            IssueError::new(message)
-        }
-    }
-}
-
 impl Issuer for AcmeIssuer {
     fn issue<'a>(
         &'a self,
@@ -481,6 +360,20 @@ impl Issuer for AcmeIssuer {
 /// How often ARI is asked at most, and at least (Let's Encrypt asks for twice a day).
 const ARI_MIN_RECHECK_SECS: i64 = 3_600;
 const ARI_MAX_RECHECK_SECS: i64 = 12 * 3_600;
+
+/// The `replaces` value for a renewal of `previous`: only for a certificate
+/// from this very directory (another CA does not know it and refuses the
+/// order), and only where the CA speaks ARI.
+fn replaces_for(
+    previous: Option<&CertRecord>,
+    directory_url: &str,
+    ari_supported: bool,
+) -> Option<CertificateIdentifier<'static>> {
+    previous
+        .filter(|p| p.source == directory_url)
+        .filter(|_| ari_supported)
+        .and_then(certificate_id)
+}
 
 /// The ARI identifier (RFC 9773 §4.1) of a stored certificate's leaf.
 fn certificate_id(record: &CertRecord) -> Option<CertificateIdentifier<'static>> {

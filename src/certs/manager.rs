@@ -19,7 +19,9 @@
 //! one from another CA keeps serving until the new CA's replaces it.
 
 mod job;
+mod persist;
 mod schedule;
+mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ use crate::store::{CertRecord, DomainStatus, Store};
 use crate::tls::CertResolver;
 use job::{Job, Outcome};
 use schedule::{TokenBucket, renew_at, time_in_window};
+pub use status::StatusCounts;
 
 /// Re-check everything at least this often even when nothing seems due.
 const MAX_SLEEP_SECS: i64 = 3_600;
@@ -47,24 +50,6 @@ const REPORT_INTERVAL_SECS: i64 = 5;
 /// While writes to the state directory fail, they are tried again this often
 /// (a certificate that could not be stored, the report).
 const UNSAVED_RETRY_SECS: i64 = 5;
-
-/// A cheap snapshot for readiness (systemd `STATUS=`) and health output.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatusCounts {
-    /// Configured mail domains.
-    pub domains: usize,
-    /// Domains served with an unexpired certificate from the configured CA.
-    pub certificates_valid: usize,
-    /// Orders running now.
-    pub orders_in_flight: usize,
-    /// Domains due for an order that wait for the queue or the token bucket.
-    pub orders_queued: usize,
-    /// Domains whose last order failed.
-    pub failing: usize,
-    /// The last write to the state directory failed (full or read-only disk):
-    /// serving and scheduling continue from memory.
-    pub state_write_failing: bool,
-}
 
 pub struct Manager {
     store: Arc<dyn Store>,
@@ -433,128 +418,7 @@ impl Manager {
         let result =
             tokio::task::spawn_blocking(move || store.put_status(&domain_owned, &issuer, &copy))
                 .await;
-        self.note_write(flatten(result));
-    }
-
-    /// After a failed write: lets the store recover (sled stays failed after
-    /// an I/O error until it is reopened), then stores the certificates the
-    /// disk refused earlier and the statuses since. Each try is one write
-    /// when the disk is still full.
-    async fn retry_store(&mut self) {
-        let pending: Vec<(String, CertRecord)> = self
-            .unsaved
-            .iter()
-            .filter_map(|d| Some((d.clone(), self.records.get(d)?.clone())))
-            .collect();
-        let statuses: Vec<(String, DomainStatus)> = if self.store_failing {
-            self.statuses
-                .iter()
-                .map(|(d, s)| (d.clone(), s.clone()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let (store, issuer) = (self.store.clone(), self.issuer_name().to_owned());
-        let result = tokio::task::spawn_blocking(move || {
-            store.recover()?;
-            let mut saved = Vec::new();
-            for (domain, record) in pending {
-                store.put_cert(&domain, &record)?;
-                saved.push(domain);
-            }
-            for (domain, status) in statuses {
-                store.put_status(&domain, &issuer, &status)?;
-            }
-            Ok::<_, crate::store::StoreError>(saved)
-        })
-        .await;
-        match result {
-            Ok(Ok(saved)) => {
-                for d in saved {
-                    self.unsaved.remove(&d);
-                }
-                self.note_write(Ok(()));
-            }
-            Ok(Err(e)) => self.note_write(Err(format!("{e:#}"))),
-            Err(e) => self.note_write(Err(e.to_string())),
-        }
-    }
-
-    async fn store_blob(&mut self, name: &str, bytes: Vec<u8>) {
-        let (store, name) = (self.store.clone(), name.to_owned());
-        let result = tokio::task::spawn_blocking(move || store.put_blob(&name, &bytes)).await;
-        self.note_write(flatten(result));
-    }
-
-    /// Logs a failing store once, and once when it works again.
-    fn note_write(&mut self, result: Result<(), String>) {
-        match result {
-            Ok(()) if self.store_failing => {
-                self.store_failing = false;
-                tracing::info!(state_dir = %self.state_dir.display(), "writing the state directory works again");
-            }
-            Ok(()) => {}
-            Err(e) if !self.store_failing => {
-                self.store_failing = true;
-                tracing::error!(state_dir = %self.state_dir.display(), error = %e, "writing the state directory failed; serving and scheduling continue from memory");
-            }
-            Err(_) => {}
-        }
-    }
-
-    async fn write_report(&mut self) {
-        let config = self.config.borrow().clone();
-        let now = unix_now();
-        let issuer = self.issuer_name().to_owned();
-        let rows = super::report::rows_from(
-            &config,
-            |d| self.serving_record(d, now),
-            |d| self.statuses.get(d).cloned().unwrap_or_default(),
-            &issuer,
-            now,
-        );
-        let dir = self.state_dir.clone();
-        let result =
-            tokio::task::spawn_blocking(move || super::report::write_snapshot(&dir, &rows)).await;
-        let result = match result {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(()) => self.report_failing = false,
-            Err(e) if !self.report_failing => {
-                self.report_failing = true;
-                tracing::warn!(path = %super::report::snapshot_file(&self.state_dir).display(), error = %e, "writing certs.json failed; `mailconfd certs` shows older data until it works");
-            }
-            Err(_) => {}
-        }
-    }
-
-    fn publish_counts(
-        &self,
-        wanted: &BTreeMap<String, Vec<String>>,
-        in_flight: usize,
-        queued: usize,
-        now: i64,
-    ) {
-        let certificates_valid = wanted
-            .keys()
-            .filter(|d| self.resolver.domain_key(d).is_some())
-            .filter(|d| self.own_record(d).is_some_and(|r| r.not_after > now))
-            .count();
-        let counts = StatusCounts {
-            domains: wanted.len(),
-            certificates_valid,
-            orders_in_flight: in_flight,
-            orders_queued: queued,
-            failing: self.statuses.values().filter(|s| s.failures > 0).count(),
-            state_write_failing: self.store_failing || self.report_failing,
-        };
-        self.counts.send_if_modified(|old| {
-            let changed = *old != counts;
-            *old = counts;
-            changed
-        });
+        self.note_write(persist::flatten(result));
     }
 
     /// When `domain` next needs an order, and whether that order is a renewal
@@ -567,15 +431,6 @@ impl Manager {
             _ => (now, false),
         };
         (base.max(status.next_attempt.unwrap_or(0)), renewal)
-    }
-}
-
-fn flatten(
-    result: Result<Result<(), crate::store::StoreError>, tokio::task::JoinError>,
-) -> Result<(), String> {
-    match result {
-        Ok(r) => r.map_err(|e| format!("{e:#}")),
-        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -1,3 +1,4 @@
+use super::errors::rate_limited_wait;
 use super::*;
 
 #[test]
