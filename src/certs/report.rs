@@ -35,7 +35,9 @@ pub fn rows(config: &Config, store: &dyn Store, now: i64) -> Vec<Row> {
         config,
         |d| {
             let records = store.certs_for(d).unwrap_or_default();
-            super::pick(&records, &issuer, now).cloned()
+            super::pick(&records, &issuer, now)
+                .or_else(|| records.iter().find(|r| r.source == issuer))
+                .cloned()
         },
         |d| store.status(d, &issuer).ok().flatten().unwrap_or_default(),
         &issuer,
