@@ -131,3 +131,73 @@ fn rfc3339(unix: i64) -> String {
         })
         .unwrap_or_else(|| unix.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(source: &str, not_after: i64) -> CertRecord {
+        CertRecord {
+            names: ["autoconfig", "autodiscover", "mta-sts"]
+                .map(|p| format!("{p}.a.example"))
+                .to_vec(),
+            key_pem: String::new(),
+            chain_pem: String::new(),
+            not_before: 0,
+            not_after,
+            issuer: "CN=test".into(),
+            source: source.into(),
+        }
+    }
+
+    /// Issue 11 finding 3 as `mailconfd certs` shows it: another CA's
+    /// certificate serves only until the configured CA's replaces it.
+    #[test]
+    fn certificates_of_another_ca_are_shown_as_pending_replacement() {
+        let config = crate::config::parse(
+            r#"
+[tls]
+mode = "local"
+[[provider]]
+id = "a.example"
+name = "A"
+domains = ["a.example"]
+  [[provider.server]]
+  type = "imap"
+  host = "imap.a.example"
+  [[provider.server]]
+  type = "smtp"
+  host = "smtp.a.example"
+"#,
+        )
+        .unwrap();
+        let now = 100;
+        let staging = [record("https://staging/dir", 200)];
+        let state = |records: &[CertRecord]| {
+            let cert = crate::certs::pick(records, "local", now)
+                .or_else(|| records.iter().find(|r| r.source == "local"))
+                .cloned();
+            rows_from(
+                &config,
+                |_| cert.clone(),
+                |_| DomainStatus::default(),
+                "local",
+                now,
+            )[0]
+            .state
+            .clone()
+        };
+        assert_eq!(
+            state(&staging),
+            "valid from the previous CA, replacement pending"
+        );
+        let both = [record("https://staging/dir", 200), record("local", 150)];
+        assert_eq!(
+            crate::certs::pick(&both, "local", now).unwrap().source,
+            "local"
+        );
+        assert_eq!(state(&both), "valid");
+        assert_eq!(state(&[record("local", 50)]), "expired");
+        assert_eq!(state(&[]), "pending");
+    }
+}
