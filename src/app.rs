@@ -319,11 +319,16 @@ fn spawn_certificate_gauges(
             let resolver = resolver.clone();
             // Store reads and certificate parsing: off the async workers.
             let domains = tokio::task::spawn_blocking(move || {
+                // The configured CA's certificate (another CA's, still serving
+                // after a switch, is not what clients will trust).
+                let issuer = crate::certs::issuer_of(&snapshot);
                 snapshot
                     .domains()
                     .map(|(d, _)| {
                         let not_after = match &store {
-                            Some(store) => store.cert(d).ok().flatten().map(|c| c.not_after),
+                            Some(store) => {
+                                store.cert(d, &issuer).ok().flatten().map(|c| c.not_after)
+                            }
                             None => resolver.domain_key(d).and_then(|k| {
                                 let leaf = k.cert.first()?;
                                 let (_, cert) =

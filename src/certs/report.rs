@@ -64,8 +64,10 @@ pub fn rows_from(
             let state = match &cert {
                 None if status.failures > 0 => "failing",
                 None => "pending",
+                // Not "valid...": readiness (`health --ready`) must not count
+                // a certificate from the CA we switched away from.
                 Some(c) if c.source != issuer && c.not_after > now => {
-                    "valid from the previous CA, replacement pending"
+                    "previous CA's certificate, until the configured CA issues"
                 }
                 Some(c) if c.not_after <= now => "expired",
                 Some(_) if status.failures > 0 => "valid, renewal failing",
@@ -189,7 +191,7 @@ domains = ["a.example"]
         };
         assert_eq!(
             state(&staging),
-            "valid from the previous CA, replacement pending"
+            "previous CA's certificate, until the configured CA issues"
         );
         let both = [record("https://staging/dir", 200), record("local", 150)];
         assert_eq!(
