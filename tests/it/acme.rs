@@ -305,6 +305,16 @@ pub(crate) async fn bind_pair() -> (TcpListener, TcpListener) {
     (http, https)
 }
 
+/// Binds 127.0.0.1:`port` again after a daemon let it go. Under a loaded
+/// parallel test run another test's socket can hold the number for a
+/// moment (it was an ephemeral port), so this retries until a deadline.
+pub(crate) async fn rebind(port: u16) -> TcpListener {
+    until(&format!("port {port} free again"), WAIT_TIMEOUT, || async {
+        TcpListener::bind(("127.0.0.1", port)).await.ok()
+    })
+    .await
+}
+
 pub(crate) fn port(l: &TcpListener) -> u16 {
     l.local_addr().unwrap().port()
 }
@@ -765,8 +775,7 @@ async fn restart_reuses_the_stored_certificate() {
     assert_eq!(orders, 1, "{}", world.pebble.log());
     daemon.stop().await;
 
-    let http = TcpListener::bind(("127.0.0.1", http_port)).await.unwrap();
-    let https = TcpListener::bind(("127.0.0.1", https_port)).await.unwrap();
+    let (http, https) = (rebind(http_port).await, rebind(https_port).await);
     let daemon = InProcess::start(&world, http, https);
     // Served at once: the first handshake after start, no waiting for the CA.
     let chain = world

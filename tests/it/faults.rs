@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::acme::{
     ISSUE_TIMEOUT, InProcess, WAIT_TIMEOUT, World, assert_refused, bind_pair, ca_tools, handshake,
-    in_process_log, log_lines_for, names, port, until,
+    in_process_log, log_lines_for, names, port, rebind, until,
 };
 use crate::pebble::{Pebble, PebbleOptions};
 
@@ -148,12 +148,7 @@ async fn issue_11_certificate_from_another_ca_is_replaced() {
             &second.api_ca.display().to_string(),
         );
     std::fs::write(world.config_path(), text).unwrap();
-    let rebind = || async {
-        (
-            TcpListener::bind(("127.0.0.1", http_port)).await.unwrap(),
-            TcpListener::bind(("127.0.0.1", https_port)).await.unwrap(),
-        )
-    };
+    let rebind = || async { (rebind(http_port).await, rebind(https_port).await) };
     let (http, https) = rebind().await;
     let daemon = InProcess::start(&world, http, https);
     // Right after the restart something serves: the old CA's certificate
