@@ -157,13 +157,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     resolver.clone(),
                 ))
             };
-            let manager = Manager {
-                store: store.clone(),
-                resolver: resolver.clone(),
+            let manager = Manager::new(
+                store.clone(),
+                resolver.clone(),
                 issuer,
-                config: config_rx.clone(),
-                state_dir: state_dir.clone(),
-            };
+                config_rx.clone(),
+                state_dir.clone(),
+            );
             manager.deploy_stored();
             // The local CA has no rate limits: only CPU bounds it.
             let (concurrent, per_3h) = if tls_mode == TlsMode::Local {
@@ -360,11 +360,16 @@ fn spawn_certificate_gauges(
             let resolver = resolver.clone();
             // Store reads and certificate parsing: off the async workers.
             let domains = tokio::task::spawn_blocking(move || {
+                // The configured CA's certificate (another CA's, still serving
+                // after a switch, is not what clients will trust).
+                let issuer = crate::certs::issuer_of(&snapshot);
                 snapshot
                     .domains()
                     .map(|(d, _)| {
                         let not_after = match &store {
-                            Some(store) => store.cert(d).ok().flatten().map(|c| c.not_after),
+                            Some(store) => {
+                                store.cert(d, &issuer).ok().flatten().map(|c| c.not_after)
+                            }
                             None => resolver.domain_key(d).and_then(|k| {
                                 let leaf = k.cert.first()?;
                                 let (_, cert) =
