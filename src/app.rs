@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::certs::acme::AcmeIssuer;
 use crate::certs::local::{self, LocalIssuer};
-use crate::certs::manager::Manager;
+use crate::certs::manager::{Manager, StatusCounts};
 use crate::certs::{Issuer, files};
 use crate::config::{self, Config, TlsMode};
 use crate::http::{Hooks, NoHooks, Shared};
@@ -133,8 +133,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     publisher.spawn_refreshers(shutdown.clone());
 
     let resolver = Arc::new(CertResolver::new());
+    let metrics = Arc::new(Metrics::new());
     let mut manager_task = None;
     let mut store_for_shutdown: Option<Arc<dyn Store>> = None;
+    let mut status_counts: Option<watch::Receiver<StatusCounts>> = None;
     match tls_mode {
         TlsMode::Off => {}
         TlsMode::Files => {
@@ -150,12 +152,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 tracing::info!(ca_file = %local::ca_file(&state_dir).display(), "local CA: clients must trust this file");
                 Arc::new(local)
             } else {
-                Arc::new(AcmeIssuer::new(
-                    acme_config.clone(),
-                    key_type,
-                    store.clone(),
-                    resolver.clone(),
-                ))
+                Arc::new(
+                    AcmeIssuer::new(
+                        acme_config.clone(),
+                        key_type,
+                        store.clone(),
+                        resolver.clone(),
+                    )
+                    .with_metrics(metrics.clone()),
+                )
             };
             let manager = Manager::new(
                 store.clone(),
@@ -163,8 +168,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 issuer,
                 config_rx.clone(),
                 state_dir.clone(),
-            );
+            )
+            .with_metrics(metrics.clone());
             manager.deploy_stored();
+            status_counts = Some(manager.status_counts());
             // The local CA has no rate limits: only CPU bounds it.
             let (concurrent, per_3h) = if tls_mode == TlsMode::Local {
                 (LOCAL_CONCURRENT_ISSUES, u32::MAX)
@@ -205,7 +212,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             resolver: resolver.clone(),
         })
     };
-    let metrics = Arc::new(Metrics::new());
     let metrics_listen = config_rx.borrow().server.metrics_listen;
     if let Some(addr) = metrics_listen {
         let listener = bind(addr).await?;
@@ -243,11 +249,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         hooks,
     });
 
-    systemd::ready(&status_with_sources(
-        &shared.config.borrow(),
-        &resolver,
-        &publisher,
-    ));
+    let status_inputs = StatusInputs {
+        resolver: resolver.clone(),
+        publisher: publisher.clone(),
+        counts: status_counts.clone(),
+    };
+    systemd::ready(&status_inputs.line(&shared.config.borrow()));
     tracing::info!("ready");
     reload::record(&reload::Outcome {
         pid: std::process::id(),
@@ -260,6 +267,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let reload_metrics = metrics.clone();
         let config_now = shared.config.clone();
         let publisher = publisher.clone();
+        let status_inputs = status_inputs.clone();
         let resolver = resolver.clone();
         tokio::spawn(async move {
             let mut generation = 0;
@@ -294,7 +302,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                                 applied: result.is_ok(),
                                 problems: result.err().unwrap_or_default(),
                             });
-                            systemd::ready(&status_with_sources(&config_now.borrow(), &resolver, &publisher));
+                            systemd::ready(&status_inputs.line(&config_now.borrow()));
                         }
                         None => { shutdown.cancelled().await; break; }
                     },
@@ -304,8 +312,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     spawn_status_updates(
         shared.config.clone(),
-        resolver.clone(),
-        publisher.clone(),
+        status_inputs,
+        metrics.clone(),
         shutdown.clone(),
     );
     {
@@ -393,39 +401,59 @@ fn spawn_certificate_gauges(
 /// background); it is sent only when it changed.
 const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
-/// The `STATUS=` line, with failing domain sources named.
-fn status_with_sources(
-    config: &Config,
-    resolver: &CertResolver,
-    publisher: &sources::Publisher,
-) -> String {
-    let mut line = systemd::status_line(config, resolver);
-    let failing = publisher.failing();
-    if let Some((id, _)) = failing.first() {
-        line.push_str(&format!(
-            "; {} domain source(s) failing (provider {id}), serving the last good list",
-            failing.len()
-        ));
-    }
-    line
-}
-
-fn spawn_status_updates(
-    mut config: watch::Receiver<Arc<Config>>,
+/// What the `STATUS=` line is made of.
+#[derive(Clone)]
+struct StatusInputs {
     resolver: Arc<CertResolver>,
     publisher: Arc<sources::Publisher>,
+    counts: Option<watch::Receiver<StatusCounts>>,
+}
+
+impl StatusInputs {
+    /// The status line, with failing domain sources named.
+    fn line(&self, config: &Config) -> String {
+        let counts = self.counts.as_ref().map(|c| c.borrow().clone());
+        let mut line = systemd::status_line(config, &self.resolver, counts.as_ref());
+        let failing = self.publisher.failing();
+        if let Some((id, _)) = failing.first() {
+            line.push_str(&format!(
+                "; {} domain source(s) failing (provider {id}), serving the last good list",
+                failing.len()
+            ));
+        }
+        line
+    }
+}
+
+/// Keeps `STATUS=` and the issuance queue gauge current: on config changes,
+/// on the certificate manager's counts, and every `STATUS_REFRESH`.
+fn spawn_status_updates(
+    mut config: watch::Receiver<Arc<Config>>,
+    inputs: StatusInputs,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         let mut last = String::new();
         let mut tick = tokio::time::interval(STATUS_REFRESH);
+        let mut counts = inputs.counts.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
                 changed = config.changed() => if changed.is_err() { return },
+                changed = async {
+                    match counts.as_mut() {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => if changed.is_err() { counts = None },
             }
-            let line = status_with_sources(&config.borrow_and_update(), &resolver, &publisher);
+            if let Some(c) = &counts {
+                let queued = i64::try_from(c.borrow().orders_queued).unwrap_or(i64::MAX);
+                metrics.issuance_queue_depth.set(queued);
+            }
+            let line = inputs.line(&config.borrow_and_update());
             if line != last {
                 systemd::status(&line);
                 last = line;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
+use crate::certs::manager::StatusCounts;
 use crate::config::{Config, TlsMode};
 use crate::tls::CertResolver;
 
@@ -65,10 +66,31 @@ pub fn status(status: &str) {
 }
 
 /// The one-line summary for `systemctl status`: how many domains are served
-/// and how many of them have a certificate deployed. No addresses, no names.
-pub fn status_line(config: &Config, resolver: &CertResolver) -> String {
+/// and how many of them have a certificate deployed; with the certificate
+/// manager's `counts` (ACME, local CA) also what is queued, ordering and
+/// failing. No addresses, no names.
+pub fn status_line(
+    config: &Config,
+    resolver: &CertResolver,
+    counts: Option<&StatusCounts>,
+) -> String {
     let domains = config.domains().count();
     let plural = if domains == 1 { "" } else { "s" };
+    if let (Some(c), TlsMode::Acme | TlsMode::Local) = (counts, config.tls.mode) {
+        let source = if config.tls.mode == TlsMode::Acme {
+            "ACME"
+        } else {
+            "local CA"
+        };
+        let mut line = format!(
+            "serving {domains} domain{plural}: {} with a valid certificate ({source}), {} queued, {} ordering, {} failing",
+            c.certificates_valid, c.orders_queued, c.orders_in_flight, c.failing
+        );
+        if c.state_write_failing {
+            line.push_str("; state directory not writable: serving from memory");
+        }
+        return line;
+    }
     match config.tls.mode {
         TlsMode::Off => {
             format!("serving {domains} domain{plural} over plain HTTP (tls.mode = off)")
@@ -213,7 +235,7 @@ domains = ["example.com", "example.net"]
         .expect("valid config");
         let resolver = CertResolver::new();
         assert_eq!(
-            status_line(&config, &resolver),
+            status_line(&config, &resolver, None),
             "serving 2 domains: 0 with a certificate (local CA), 2 waiting for one"
         );
         let cert = rcgen::generate_simple_self_signed(vec!["autoconfig.example.net".into()])
@@ -225,8 +247,20 @@ domains = ["example.com", "example.net"]
             cert.signing_key.serialize_pem(),
         );
         assert_eq!(
-            status_line(&config, &resolver),
+            status_line(&config, &resolver, None),
             "serving 2 domains: 1 with a certificate (local CA), 1 waiting for one"
+        );
+        let counts = StatusCounts {
+            domains: 2,
+            certificates_valid: 1,
+            orders_in_flight: 1,
+            orders_queued: 0,
+            failing: 0,
+            state_write_failing: true,
+        };
+        assert_eq!(
+            status_line(&config, &resolver, Some(&counts)),
+            "serving 2 domains: 1 with a valid certificate (local CA), 0 queued, 1 ordering, 0 failing; state directory not writable: serving from memory"
         );
     }
 }

@@ -15,6 +15,7 @@ use instant_acme::{
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 
 mod errors;
+mod http;
 
 use super::{IssueError, Issued, Issuer, RenewalWindow};
 use crate::config::{AcmeConfig, Challenge, KeyType};
@@ -36,6 +37,8 @@ pub struct AcmeIssuer {
     account: tokio::sync::Mutex<Option<Account>>,
     /// Until the directory proves otherwise (RFC 9773 renewalInfo).
     ari_supported: AtomicBool,
+    /// Counts the CA's answers by status class when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AcmeIssuer {
@@ -52,15 +55,22 @@ impl AcmeIssuer {
             resolver,
             account: tokio::sync::Mutex::new(None),
             ari_supported: AtomicBool::new(true),
+            metrics: None,
         }
     }
 
+    /// Count the CA's HTTP answers in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> AcmeIssuer {
+        self.metrics = Some(metrics);
+        self
+    }
+
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
-        match &self.config.ca_file {
-            Some(path) => Account::builder_with_root(path),
-            None => Account::builder(),
-        }
-        .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))
+        let client =
+            http::CountingClient::new(self.config.ca_file.as_deref(), self.metrics.clone())
+                .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))?;
+        Ok(Account::builder_with_http(Box::new(client)))
     }
 
     /// The stored account, or a new one (created once, then stored and flushed).

@@ -73,6 +73,8 @@ pub struct Manager {
     store_failing: bool,
     /// The last write of `certs.json` failed.
     report_failing: bool,
+    /// Orders and their failures are counted here when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The names one mail domain's certificate must cover, by domain.
@@ -103,6 +105,32 @@ impl Manager {
             unsaved: HashSet::new(),
             store_failing: false,
             report_failing: false,
+            metrics: None,
+        }
+    }
+
+    /// Count finished orders (by result) and failures (by the CA's error type).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Manager {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_order(&self, failure: Option<&str>) {
+        use crate::metrics::{AcmeError, AcmeErrorLabels, Outcome as Result_, OutcomeLabels};
+        let Some(m) = &self.metrics else { return };
+        let result = if failure.is_some() {
+            Result_::failed
+        } else {
+            Result_::ok
+        };
+        m.acme_orders.get_or_create(&OutcomeLabels { result }).inc();
+        if let Some(message) = failure {
+            m.acme_order_failures
+                .get_or_create(&AcmeErrorLabels {
+                    error: AcmeError::classify(message),
+                })
+                .inc();
         }
     }
 
@@ -380,6 +408,8 @@ impl Manager {
         status.last_attempt = Some(now);
         match outcome {
             Outcome::Deployed(record) => {
+                self.count_order(None);
+                let status = self.statuses.entry(domain.to_owned()).or_default();
                 *status = DomainStatus {
                     last_attempt: Some(now),
                     ..Default::default()
@@ -390,6 +420,8 @@ impl Manager {
                 self.note_write(Ok(()));
             }
             Outcome::Unsaved(record, error) => {
+                self.count_order(None);
+                let status = self.statuses.entry(domain.to_owned()).or_default();
                 *status = DomainStatus {
                     last_attempt: Some(now),
                     ..Default::default()
@@ -404,6 +436,8 @@ impl Manager {
                 return;
             }
             Outcome::Failed(e) => {
+                self.count_order(Some(&e.message));
+                let status = self.statuses.entry(domain.to_owned()).or_default();
                 let next = schedule::record_failure(status, now, e.retry_after_secs);
                 status.last_error = Some(e.message.clone());
                 tracing::warn!(domain = %domain, error = %e.message, retry_in_secs = next - now, "certificate order failed; the old certificate, if any, keeps serving");

@@ -156,7 +156,7 @@ https_doc() { inside curl -fsS --max-time 5 --cacert "$ca" "${resolve[@]}" "http
 http_doc example.com | has '<hostname>mail.example.com</hostname>' || die "no document over HTTP"
 wait_until 20 https_doc example.com || die "no document over HTTPS within 20 s"
 https_doc example.com | has '<incomingServer type="imap">' || die "wrong document over HTTPS"
-wait_until 10 bash -c "[[ \"\$(nsenter -t $cpid -a -- systemctl show -p StatusText --value mailconfd)\" == *'1 with a certificate'* ]]" \
+wait_until 10 bash -c "[[ \"\$(nsenter -t $cpid -a -- systemctl show -p StatusText --value mailconfd)\" == *'1 with a valid certificate'* ]]" \
   || die "STATUS= never showed the certificate"
 echo "STATUS= $(inside systemctl show -p StatusText --value mailconfd)"
 
