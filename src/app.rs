@@ -412,7 +412,7 @@ struct StatusInputs {
 impl StatusInputs {
     /// The status line, with failing domain sources named.
     fn line(&self, config: &Config) -> String {
-        let counts = self.counts.as_ref().map(|c| c.borrow().clone());
+        let counts = self.counts.as_ref().map(|c| *c.borrow());
         let mut line = systemd::status_line(config, &self.resolver, counts.as_ref());
         let failing = self.publisher.failing();
         if let Some((id, _)) = failing.first() {
