@@ -240,6 +240,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 config_rx.clone(),
                 store_for_shutdown.clone(),
                 resolver.clone(),
+                status_counts.clone(),
                 shutdown.clone(),
             );
         }
@@ -353,15 +354,34 @@ fn spawn_certificate_gauges(
     mut config: watch::Receiver<Arc<Config>>,
     store: Option<Arc<dyn Store>>,
     resolver: Arc<CertResolver>,
+    mut counts: Option<watch::Receiver<StatusCounts>>,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CERTIFICATE_GAUGES_REFRESH);
+        let mut valid_before = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
                 changed = config.changed() => if changed.is_err() { return },
+                // A certificate deployed or lost: recompute now, not at the next tick.
+                changed = async {
+                    match counts.as_mut() {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed.is_err() {
+                        counts = None;
+                        continue;
+                    }
+                    let valid = counts.as_ref().map(|c| c.borrow().certificates_valid);
+                    if valid == valid_before {
+                        continue;
+                    }
+                    valid_before = valid;
+                }
             }
             let snapshot = config.borrow_and_update().clone();
             let store = store.clone();
