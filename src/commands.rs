@@ -144,7 +144,7 @@ pub fn render(path: &Path, email: &str, format: Format) -> Result<Vec<u8>, Comma
             ))
         })?;
     let doc = match format {
-        Format::Thunderbird => thunderbird::render(provider, Some(&address)),
+        Format::Thunderbird => thunderbird::render(provider, address.domain(), Some(&address)),
         Format::Autodiscover => autodiscover::render(
             provider,
             &address,

@@ -244,7 +244,9 @@ fn dispatch(
                 Err(e) => return bad_address(e),
             };
             with_provider(config, address.as_ref(), host_provider, |provider| {
-                let doc = thunderbird::render(provider, address.as_ref());
+                // Only the asked domain: never the provider's other customers.
+                let domain = address.as_ref().map_or(host_domain, |a| a.domain());
+                let doc = thunderbird::render(provider, domain, address.as_ref());
                 cacheable(Reply::ok(doc), address.is_some())
             })
         }),

@@ -17,15 +17,21 @@ use super::Document;
 use crate::address::EmailAddress;
 use crate::model::{self, Provider, Security, Server, ServerKind};
 
-/// Renders the provider's config-v1.1 document.
+/// Renders the provider's config-v1.1 document for mail domain `domain` (the
+/// address's domain, else the one the Host names).
+///
+/// The document's one `<domain>` is `domain`: never the provider's whole list,
+/// which for a hoster is every customer (Thunderbird stores the list and reads
+/// it nowhere; it only needs one valid entry). So the size of the answer does
+/// not grow with the provider.
 ///
 /// With `address == None` the placeholders (`%EMAILADDRESS%`, ...) are kept for
 /// the client to fill in: Thunderbird for Android and KMail never send the
 /// address. With an address they are substituted in `hostname` and `username`,
 /// the two fields every client substitutes (spec §3.3).
-pub fn render(provider: &Provider, address: Option<&EmailAddress>) -> Document {
+pub fn render(provider: &Provider, domain: &str, address: Option<&EmailAddress>) -> Document {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
-    write_config(&mut w, provider, address).expect("writing XML into a Vec cannot fail");
+    write_config(&mut w, provider, domain, address).expect("writing XML into a Vec cannot fail");
     let mut body = w.into_inner();
     // POSIX text file; the XML writer does not end the last line.
     body.push(b'\n');
@@ -35,6 +41,7 @@ pub fn render(provider: &Provider, address: Option<&EmailAddress>) -> Document {
 fn write_config(
     w: &mut Writer<Vec<u8>>,
     p: &Provider,
+    domain: &str,
     address: Option<&EmailAddress>,
 ) -> io::Result<()> {
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
@@ -43,7 +50,7 @@ fn write_config(
         .write_inner_content(|w| {
             w.create_element("emailProvider")
                 .with_attribute(("id", p.id.as_str()))
-                .write_inner_content(|w| write_provider(w, p, address))?;
+                .write_inner_content(|w| write_provider(w, p, domain, address))?;
             for s in &p.servers {
                 write_dav(w, s, address)?;
             }
@@ -55,11 +62,10 @@ fn write_config(
 fn write_provider(
     w: &mut Writer<Vec<u8>>,
     p: &Provider,
+    domain: &str,
     address: Option<&EmailAddress>,
 ) -> io::Result<()> {
-    for d in &p.domains {
-        text_element(w, "domain", d)?;
-    }
+    text_element(w, "domain", domain)?;
     text_element(w, "displayName", &p.name)?;
     text_element(w, "displayShortName", &p.short_name)?;
     // One pass in the operator's order: clients treat the first server of each

@@ -124,8 +124,14 @@ fn render_case(case: &Case) -> Vec<(&'static str, Vec<u8>)> {
     }
     out.push(("warnings.txt", warnings.into_bytes()));
 
-    out.push(("thunderbird.xml", thunderbird::render(p, Some(a)).body));
-    out.push(("thunderbird-generic.xml", thunderbird::render(p, None).body));
+    out.push((
+        "thunderbird.xml",
+        thunderbird::render(p, a.domain(), Some(a)).body,
+    ));
+    out.push((
+        "thunderbird-generic.xml",
+        thunderbird::render(p, a.domain(), None).body,
+    ));
 
     // The POX answer goes through the request parser, as over HTTP.
     let body = pox_request(
@@ -344,12 +350,14 @@ fn check_case(case: &Case, rendered: &[(&'static str, Vec<u8>)]) {
         &ctx("thunderbird.xml"),
         get("thunderbird.xml").unwrap(),
         p,
+        a.domain(),
         Some(a),
     );
     check_thunderbird(
         &ctx("thunderbird-generic.xml"),
         get("thunderbird-generic.xml").unwrap(),
         p,
+        a.domain(),
         None,
     );
     check_pox(
@@ -541,7 +549,8 @@ fn socket_type(s: Security) -> &'static str {
     }
 }
 
-fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, a: Option<&EmailAddress>) {
+/// `domain`: the one the answer was asked for (the address's, else the Host's).
+fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, domain: &str, a: Option<&EmailAddress>) {
     assert!(body.starts_with(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"));
     assert!(body.ends_with(b"</clientConfig>\n"), "{ctx}");
     let root = trimmed(&parse_xml(ctx, body));
@@ -549,7 +558,9 @@ fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, a: Option<&EmailAddre
     assert_eq!(root.attr("version"), Some("1.1"));
     let ep = root.child("emailProvider");
     assert_eq!(ep.attr("id"), Some(p.id.as_str()), "{ctx}");
-    assert_eq!(ep.texts("domain"), p.domains, "{ctx}");
+    // Only the asked domain: a hoster's other customers stay out of the answer.
+    assert_eq!(ep.texts("domain"), [domain], "{ctx}");
+    assert!(p.domains.iter().any(|d| d == domain), "{ctx}");
     assert_eq!(ep.text_of("displayName"), p.name, "{ctx}");
     assert_eq!(ep.text_of("displayShortName"), p.short_name, "{ctx}");
 
@@ -1139,7 +1150,10 @@ fn hostile_addresses_cannot_break_out() {
         );
 
         for (name, body) in [
-            ("thunderbird", thunderbird::render(p, Some(&a)).body),
+            (
+                "thunderbird",
+                thunderbird::render(p, a.domain(), Some(&a)).body,
+            ),
             (
                 "pox",
                 autodiscover::render_with_time(p, &a, &ResponseSchema::Outlook2006a, FIXED_TIME)
@@ -1260,7 +1274,7 @@ fn placeholder_text_in_the_address_is_not_expanded_again() {
     let case = Case::load(&golden_root().join("minimal"));
     let p = case.provider();
     let a = EmailAddress::parse("%EMAILDOMAIN%@example.com").unwrap();
-    let tb = parse_xml("tb", &thunderbird::render(p, Some(&a)).body);
+    let tb = parse_xml("tb", &thunderbird::render(p, a.domain(), Some(&a)).body);
     let imap = tb.child("emailProvider").child("incomingServer");
     assert_eq!(imap.text_of("username"), "%EMAILDOMAIN%@example.com");
 }
