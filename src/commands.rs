@@ -117,6 +117,16 @@ fn client_report(config: &mut Config) -> String {
                 }
             }
         }
+        match provider.pacc() {
+            Ok(_) if provider.publish_pacc => out.push_str(&format!(
+                "  PACC: served at https://ua-auto-config.{domain}/.well-known/user-agent-configuration.json (publish the _ua-auto-config TXT digest: mailconfd dns)\n"
+            )),
+            Ok(_) => {}
+            Err(reason) if provider.publish_pacc => {
+                out.push_str(&format!("  PACC: left out: {reason}\n"))
+            }
+            Err(_) => {}
+        }
         for d in &provider.domains {
             if config.serves_bare_domain(d) {
                 out.push_str(&format!(

@@ -5,6 +5,7 @@
 //! some client trips over are not errors; they come back as `Config::warnings`.
 
 mod raw;
+mod standards;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
@@ -277,7 +278,8 @@ impl Config {
 
     /// The TLS host names mailconfd answers for, for mail domain `domain`:
     /// autoconfig, autodiscover, mta-sts when the provider publishes a policy,
-    /// and the domain itself when `bare_domain` enables it.
+    /// the domain itself when `bare_domain` enables it, and ua-auto-config
+    /// when the provider serves PACC (`pacc = true`).
     pub fn names_for_domain(&self, domain: &str) -> Vec<String> {
         let mut names = vec![
             format!("autoconfig.{domain}"),
@@ -291,6 +293,13 @@ impl Config {
         }
         if self.serves_bare_domain(domain) {
             names.push(domain.to_owned());
+        }
+        // PACC (draft-ietf-mailmaint-pacc-02) is fetched from this fixed name.
+        if self
+            .provider_for_domain(domain)
+            .is_some_and(Provider::serves_pacc)
+        {
+            names.push(format!("ua-auto-config.{domain}"));
         }
         names
     }

@@ -43,27 +43,27 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Default)]
-struct Problems {
+pub(super) struct Problems {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
 }
 
 impl Problems {
-    fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(Problem {
             key: key.into(),
             reason: reason.into(),
         });
     }
 
-    fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.warnings.push(Problem {
             key: key.into(),
             reason: reason.into(),
         });
     }
 
-    fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
+    pub(super) fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
         for key in unknown.keys() {
             let key = if prefix.is_empty() {
                 key.clone()
@@ -439,6 +439,11 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
         );
     }
     quirk_warnings(key, &servers, p);
+    super::standards::jmap_urls(key, &servers, p);
+    let publish_pacc = raw.pacc.unwrap_or(false);
+    let oauth2 = raw
+        .oauth2
+        .and_then(|o| super::standards::oauth2(&format!("{key}.oauth2"), o, &servers, p));
     let mta_sts = raw
         .mta_sts
         .and_then(|m| mta_sts(&format!("{key}.mta_sts"), m, p));
@@ -459,16 +464,20 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
             None
         }
     });
-    (p.errors.len() == errors_before).then_some(Provider {
-        id,
-        name,
-        short_name,
-        domains,
-        servers,
-        mta_sts,
-        logo_url,
-        support,
-    })
+    (p.errors.len() == errors_before)
+        .then_some(Provider {
+            id,
+            name,
+            short_name,
+            domains,
+            servers,
+            mta_sts,
+            logo_url,
+            support,
+            oauth2,
+            publish_pacc,
+        })
+        .inspect(|provider| super::standards::pacc_warning(key, provider, p))
 }
 
 /// A display string: required, bounded, printable.
@@ -490,7 +499,7 @@ fn text(key: &str, value: Option<String>, p: &mut Problems) -> Option<String> {
     None
 }
 
-fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
+pub(super) fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
     let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
     let host = u
         .split_once("://")

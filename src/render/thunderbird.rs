@@ -15,7 +15,7 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::Document;
 use crate::address::EmailAddress;
-use crate::model::{self, Provider, Security, Server, ServerKind};
+use crate::model::{self, Auth, OAuth2, Provider, Security, Server, ServerKind};
 
 /// Renders the provider's config-v1.1 document for mail domain `domain` (the
 /// address's domain, else the one the Host names).
@@ -54,6 +54,9 @@ fn write_config(
             for s in &p.servers {
                 write_dav(w, s, address)?;
             }
+            if let Some(o) = p.oauth2_hints() {
+                write_oauth2(w, o)?;
+            }
             Ok(())
         })?;
     Ok(())
@@ -75,9 +78,13 @@ fn write_provider(
             ServerKind::Imap => ("incomingServer", "imap"),
             ServerKind::Pop3 => ("incomingServer", "pop3"),
             ServerKind::Smtp => ("outgoingServer", "smtp"),
-            // URL-based: DAV goes after </emailProvider>; ActiveSync is served by
-            // Autodiscover and the mobileconfig, not here.
-            ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync => continue,
+            // URL-based: DAV goes after </emailProvider>, JMAP after the mail
+            // servers; ActiveSync is served by Autodiscover and the
+            // mobileconfig, not here.
+            ServerKind::CalDav
+            | ServerKind::CardDav
+            | ServerKind::ActiveSync
+            | ServerKind::Jmap => continue,
         };
         let Some((host, port, security)) = s.host_port() else {
             continue;
@@ -94,6 +101,63 @@ fn write_provider(
                 text_element(w, "username", &model::expand(&s.username, address))
             })?;
     }
+    // JMAP last: clients that do not know the type skip it (Thunderbird
+    // desktop, Android), and parsers that take the first incomingServer
+    // still get IMAP or POP3.
+    for s in p.servers.iter().filter(|s| s.kind == ServerKind::Jmap) {
+        write_jmap(w, s, address)?;
+    }
+    Ok(())
+}
+
+/// `<incomingServer type="jmap">` as draft-ietf-mailmaint-autoconfig-06 has
+/// it: the session URL in `<url>`, HTTP authentication marked `system="http"`.
+fn write_jmap(
+    w: &mut Writer<Vec<u8>>,
+    s: &Server,
+    address: Option<&EmailAddress>,
+) -> io::Result<()> {
+    let Some(url) = s.url() else {
+        return Ok(());
+    };
+    w.create_element("incomingServer")
+        .with_attribute(("type", "jmap"))
+        .write_inner_content(|w| {
+            text_element(w, "url", url)?;
+            let mut basic = false;
+            for a in &s.auth {
+                if *a == Auth::OAuth2 {
+                    text_element(w, "authentication", a.thunderbird_name())?;
+                } else if a.uses_password() && !basic {
+                    // JMAP takes the password as HTTP Basic (RFC 8620 §1.7).
+                    basic = true;
+                    w.create_element("authentication")
+                        .with_attribute(("system", "http"))
+                        .write_text_content(BytesText::new("Basic"))?;
+                }
+            }
+            text_element(w, "username", &model::expand(&s.username, address))
+        })?;
+    Ok(())
+}
+
+/// `<oAuth2>` directly under `<clientConfig>`, as the draft places it. Only
+/// clients that look for it read it (older Thunderbird for Android looked
+/// inside `<emailProvider>`; nobody current reads either place).
+fn write_oauth2(w: &mut Writer<Vec<u8>>, o: &OAuth2) -> io::Result<()> {
+    w.create_element("oAuth2").write_inner_content(|w| {
+        text_element(w, "issuer", &o.issuer)?;
+        if !o.scope.is_empty() {
+            text_element(w, "scope", &o.scope)?;
+        }
+        if let Some(u) = &o.auth_url {
+            text_element(w, "authURL", u)?;
+        }
+        if let Some(u) = &o.token_url {
+            text_element(w, "tokenURL", u)?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -107,7 +171,11 @@ fn write_dav(
     let (element, kind) = match s.kind {
         ServerKind::CalDav => ("calendar", "caldav"),
         ServerKind::CardDav => ("addressBook", "carddav"),
-        ServerKind::Imap | ServerKind::Pop3 | ServerKind::Smtp | ServerKind::ActiveSync => {
+        ServerKind::Imap
+        | ServerKind::Pop3
+        | ServerKind::Smtp
+        | ServerKind::ActiveSync
+        | ServerKind::Jmap => {
             return Ok(());
         }
     };

@@ -15,7 +15,7 @@ use mailconfd::address::EmailAddress;
 use mailconfd::config::{self, Config};
 use mailconfd::model::{Auth, Endpoint, Provider, Security, Server, ServerKind};
 use mailconfd::render::autodiscover::{self, ResponseSchema};
-use mailconfd::render::{dns, mobileconfig, mta_sts, thunderbird};
+use mailconfd::render::{dns, mobileconfig, mta_sts, pacc, thunderbird};
 use plist::{Dictionary, Value};
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
@@ -175,6 +175,9 @@ fn render_case(case: &Case) -> Vec<(&'static str, Vec<u8>)> {
 
     if let Some(policy) = &p.mta_sts {
         out.push(("mta-sts.txt", mta_sts::render(policy).body));
+    }
+    if let Some(doc) = pacc::render(p) {
+        out.push(("pacc.json", doc.body));
     }
     out.push((
         "dns.txt",
@@ -564,11 +567,29 @@ fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, domain: &str, a: Opti
     assert_eq!(ep.text_of("displayName"), p.name, "{ctx}");
     assert_eq!(ep.text_of("displayShortName"), p.short_name, "{ctx}");
 
-    let servers: Vec<&Element> = ep
+    let all: Vec<&Element> = ep
         .children
         .iter()
         .filter(|c| c.name == "incomingServer" || c.name == "outgoingServer")
         .collect();
+    // JMAP entries come last, after every IMAP, POP3 and SMTP server, so that
+    // parsers taking the first incomingServer never get one.
+    let first_jmap = all
+        .iter()
+        .position(|c| c.attr("type") == Some("jmap"))
+        .unwrap_or(all.len());
+    let (servers, jmap) = all.split_at(first_jmap);
+    let want_jmap: Vec<&Server> = p
+        .servers
+        .iter()
+        .filter(|s| s.kind == ServerKind::Jmap)
+        .collect();
+    assert_eq!(jmap.len(), want_jmap.len(), "{ctx}: JMAP entries last");
+    for (got, s) in jmap.iter().zip(want_jmap) {
+        assert_eq!(got.name, "incomingServer", "{ctx}");
+        assert_eq!(got.text_of("url"), s.url().unwrap(), "{ctx}");
+        assert_eq!(got.text_of("username"), expand(&s.username, a), "{ctx}");
+    }
     let want: Vec<_> = mail_servers(p).collect();
     assert_eq!(
         servers.len(),
@@ -598,8 +619,20 @@ fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, domain: &str, a: Opti
     let dav: Vec<&Element> = root
         .children
         .iter()
-        .filter(|c| c.name != "emailProvider")
+        .filter(|c| c.name != "emailProvider" && c.name != "oAuth2")
         .collect();
+    let oauth: Vec<&Element> = root
+        .children
+        .iter()
+        .filter(|c| c.name == "oAuth2")
+        .collect();
+    match p.oauth2_hints() {
+        Some(o) => {
+            assert_eq!(oauth.len(), 1, "{ctx}: one <oAuth2>");
+            assert_eq!(oauth[0].text_of("issuer"), o.issuer, "{ctx}");
+        }
+        None => assert!(oauth.is_empty(), "{ctx}: <oAuth2> without hints"),
+    }
     let want: Vec<&Server> = p
         .servers
         .iter()
@@ -1294,4 +1327,32 @@ fn example_config_parses() {
         config::load(&root.join("etc/local.toml")).unwrap_or_else(|e| panic!("{:?}", e.lines()));
     assert_eq!(local.tls.mode, config::TlsMode::Local);
     assert!(local.provider_for_domain("example.com").is_some());
+}
+
+/// The PACC document a case serves hashes to the TXT record its `dns.txt`
+/// tells the operator to publish: clients reject it otherwise.
+#[test]
+fn pacc_digest_in_dns_matches_the_served_bytes() {
+    let mut checked = 0;
+    for dir in case_dirs() {
+        let case = Case::load(&dir);
+        let p = case.provider();
+        let Some(doc) = pacc::render(p) else { continue };
+        let zone = dns::render(p, &p.domains[0], None);
+        let record = pacc::digest_record(&doc.body);
+        assert!(
+            zone.contains(&format!("\"{record}\"")),
+            "{}: {zone}",
+            case.name
+        );
+        assert!(
+            case.config
+                .names_for_domain(&p.domains[0])
+                .contains(&format!("ua-auto-config.{}", p.domains[0])),
+            "{}: ua-auto-config in the certificate",
+            case.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "no golden case serves PACC");
 }

@@ -167,6 +167,8 @@ fn provider() -> Provider {
         mta_sts: None,
         logo_url: None,
         support: None,
+        oauth2: None,
+        publish_pacc: false,
     }
 }
 
