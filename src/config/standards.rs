@@ -92,3 +92,102 @@ pub(super) fn pacc_warning(key: &str, provider: &Provider, p: &mut Problems) {
         p.warn(format!("{key}.pacc"), format!("PACC is left out: {reason}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    const BASE: &str = r#"
+        [[provider]]
+        id = "example.org"
+        name = "Example"
+        domains = ["example.org"]
+        [[provider.server]]
+        type = "imap"
+        host = "imap.example.org"
+        auth = ["OAuth2", "password-cleartext"]
+        [[provider.server]]
+        type = "smtp"
+        host = "smtp.example.org"
+    "#;
+
+    fn problems(extra: &str) -> Vec<String> {
+        match crate::config::parse(&format!("{BASE}{extra}")) {
+            Ok(c) => c.warnings.iter().map(|w| format!("warning {w}")).collect(),
+            Err(e) => e.lines(),
+        }
+    }
+
+    #[test]
+    fn jmap_url_must_be_literal_https() {
+        let ok = "[[provider.server]]\ntype = \"jmap\"\nurl = \"https://jmap.example.org/s\"\n";
+        assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+        for bad in [
+            "http://jmap.example.org/s",
+            "https://jmap.example.org/%EMAILADDRESS%",
+        ] {
+            let p = problems(&format!(
+                "[[provider.server]]\ntype = \"jmap\"\nurl = \"{bad}\"\n"
+            ));
+            assert!(
+                p.iter()
+                    .any(|l| l.contains("server[2].url") && l.contains("JMAP")),
+                "{bad}: {p:?}"
+            );
+        }
+        let p = problems("[[provider.server]]\ntype = \"jmap\"\nhost = \"jmap.example.org\"\n");
+        assert!(p.iter().any(|l| l.contains("server[2].url")), "{p:?}");
+    }
+
+    #[test]
+    fn oauth2_needs_an_https_issuer_and_known_keys() {
+        let c = crate::config::parse(&format!(
+            "{BASE}[provider.oauth2]\nissuer = \"https://id.example.org\"\nscope = \"IMAP  SMTP\"\n"
+        ))
+        .unwrap();
+        let o = c.providers[0].oauth2_hints().unwrap();
+        assert_eq!(o.scope, "IMAP SMTP");
+        for (extra, key) in [
+            ("[provider.oauth2]\nscope = \"x\"\n", "oauth2.issuer"),
+            (
+                "[provider.oauth2]\nissuer = \"http://id.example.org\"\n",
+                "oauth2.issuer",
+            ),
+            (
+                "[provider.oauth2]\nissuer = \"https://id.example.org\"\ntoken_url = \"ftp://x\"\n",
+                "oauth2.token_url",
+            ),
+            (
+                "[provider.oauth2]\nissuer = \"https://id.example.org\"\nclient_id = \"x\"\n",
+                "oauth2.client_id",
+            ),
+        ] {
+            let p = problems(extra);
+            assert!(p.iter().any(|l| l.contains(key)), "{extra}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn pacc_on_a_provider_it_cannot_describe_is_a_warning() {
+        let starttls = BASE.replace(
+            "host = \"smtp.example.org\"",
+            "host = \"smtp.example.org\"\n        security = \"starttls\"",
+        );
+        let c = crate::config::parse(&starttls.replace(
+            "domains = [\"example.org\"]",
+            "domains = [\"example.org\"]\n        pacc = true",
+        ))
+        .unwrap();
+        assert!(!c.providers[0].serves_pacc());
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.key == "provider[0].pacc" && w.reason.contains("465")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            !c.names_for_domain("example.org")
+                .iter()
+                .any(|n| n.starts_with("ua-auto-config."))
+        );
+    }
+}

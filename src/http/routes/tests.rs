@@ -174,3 +174,115 @@ fn answers_name_only_the_asked_domain_of_a_big_provider() {
         assert!(reply.body.len() < cap, "{ctx}: {} bytes", reply.body.len());
     }
 }
+
+const STANDARDS: &str = r#"
+    [server]
+    http_listen = ["127.0.0.1:0"]
+    [tls]
+    mode = "off"
+    [[provider]]
+    id = "jmap.example"
+    name = "JMAP"
+    domains = ["jmap.example"]
+    pacc = true
+    [[provider.server]]
+    type = "imap"
+    host = "mail.jmap.example"
+    [[provider.server]]
+    type = "smtp"
+    host = "mail.jmap.example"
+    [[provider.server]]
+    type = "jmap"
+    url = "https://mail.jmap.example/jmap/session"
+    [[provider]]
+    id = "plain.example"
+    name = "Plain"
+    domains = ["plain.example"]
+    [[provider.server]]
+    type = "imap"
+    host = "mail.plain.example"
+    [[provider.server]]
+    type = "smtp"
+    host = "mail.plain.example"
+"#;
+
+fn get(config: &Config, host: &str, path: &str) -> Reply {
+    let env = Env {
+        redirect_plain_http: false,
+        hooks: &crate::http::NoHooks,
+        time_of_day: "12:00:00.0000000",
+    };
+    let req = Incoming {
+        method: &Method::GET,
+        host: Some(host),
+        path,
+        query: None,
+        body: b"",
+        secure: true,
+        accept_language: None,
+    };
+    route(&req, config, &env)
+}
+
+fn header<'r>(reply: &'r Reply, name: &header::HeaderName) -> Option<&'r str> {
+    reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.to_str().ok())
+}
+
+#[test]
+fn pacc_is_served_on_ua_auto_config_only_where_enabled() {
+    let config = crate::config::parse(STANDARDS).unwrap();
+    let path = "/.well-known/user-agent-configuration.json";
+    let reply = get(&config, "UA-Auto-Config.jmap.example.", path);
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type, crate::render::JSON);
+    let expected = pacc::render(config.provider_for_domain("jmap.example").unwrap()).unwrap();
+    assert_eq!(
+        &reply.body[..],
+        &expected.body[..],
+        "the bytes the digest covers"
+    );
+    assert_eq!(
+        header(&reply, &header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        Some("*")
+    );
+    // Not on the other names, not for a provider without `pacc = true`.
+    assert_eq!(get(&config, "autoconfig.jmap.example", path).status, 404);
+    assert_eq!(
+        get(&config, "ua-auto-config.plain.example", path).status,
+        404
+    );
+    assert_eq!(
+        get(
+            &config,
+            "ua-auto-config.jmap.example",
+            "/mail/config-v1.1.xml"
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn well_known_jmap_redirects_to_the_session_url() {
+    let config = crate::config::parse(STANDARDS).unwrap();
+    for host in [
+        "autoconfig.jmap.example",
+        "autodiscover.jmap.example",
+        "ua-auto-config.jmap.example",
+    ] {
+        let reply = get(&config, host, "/.well-known/jmap");
+        assert_eq!(reply.status, StatusCode::TEMPORARY_REDIRECT, "{host}");
+        assert_eq!(
+            header(&reply, &header::LOCATION),
+            Some("https://mail.jmap.example/jmap/session")
+        );
+    }
+    assert_eq!(
+        get(&config, "autoconfig.plain.example", "/.well-known/jmap").status,
+        404
+    );
+}
