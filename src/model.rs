@@ -45,6 +45,15 @@ pub struct OAuth2 {
     pub token_url: Option<String>,
 }
 
+impl OAuth2 {
+    /// Whether config-v1.1's `<oAuth2>` can be written: parsers that read it
+    /// (io-pim-discovery, older Thunderbird for Android) need scope and both
+    /// URLs, and io-pim-discovery drops the whole document without them.
+    pub fn is_complete(&self) -> bool {
+        !self.scope.is_empty() && self.auth_url.is_some() && self.token_url.is_some()
+    }
+}
+
 impl Provider {
     /// Incoming mail servers (IMAP, POP3) in preference order.
     pub fn incoming(&self) -> impl Iterator<Item = &Server> {

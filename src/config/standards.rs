@@ -71,6 +71,13 @@ pub(super) fn oauth2(
         );
         return None;
     }
+    let complete = !scope.is_empty() && auth_url.is_some() && token_url.is_some();
+    if !complete {
+        p.warn(
+            key,
+            "<oAuth2> is left out of config-v1.1 without scope, auth_url and token_url (clients that read it need all of them); PACC needs only the issuer",
+        );
+    }
     if !servers.iter().any(|s| s.auth.contains(&Auth::OAuth2)) {
         p.warn(
             key,

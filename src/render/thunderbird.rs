@@ -54,7 +54,7 @@ fn write_config(
             for s in &p.servers {
                 write_dav(w, s, address)?;
             }
-            if let Some(o) = p.oauth2_hints() {
+            if let Some(o) = p.oauth2_hints().filter(|o| o.is_complete()) {
                 write_oauth2(w, o)?;
             }
             Ok(())
@@ -141,9 +141,10 @@ fn write_jmap(
     Ok(())
 }
 
-/// `<oAuth2>` directly under `<clientConfig>`, as the draft places it. Only
-/// clients that look for it read it (older Thunderbird for Android looked
-/// inside `<emailProvider>`; nobody current reads either place).
+/// `<oAuth2>` directly under `<clientConfig>`, as the draft places it, and
+/// only with all four children: io-pim-discovery reads it there and rejects
+/// the whole document when one is missing (older Thunderbird for Android
+/// looked inside `<emailProvider>`; Thunderbird desktop reads neither place).
 fn write_oauth2(w: &mut Writer<Vec<u8>>, o: &OAuth2) -> io::Result<()> {
     w.create_element("oAuth2").write_inner_content(|w| {
         text_element(w, "issuer", &o.issuer)?;

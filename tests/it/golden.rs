@@ -626,7 +626,7 @@ fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, domain: &str, a: Opti
         .iter()
         .filter(|c| c.name == "oAuth2")
         .collect();
-    match p.oauth2_hints() {
+    match p.oauth2_hints().filter(|o| o.is_complete()) {
         Some(o) => {
             assert_eq!(oauth.len(), 1, "{ctx}: one <oAuth2>");
             assert_eq!(oauth[0].text_of("issuer"), o.issuer, "{ctx}");

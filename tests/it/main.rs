@@ -8,6 +8,7 @@ mod kmail;
 mod lifecycle;
 mod page;
 mod pebble;
+mod pim_discovery;
 mod service_manager;
 mod support;
 mod thunderbird;
