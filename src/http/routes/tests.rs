@@ -75,7 +75,9 @@ fn answers_name_only_the_asked_domain_of_a_big_provider() {
         r#"<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request><EMailAddress>bob@{asked}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"#
     );
     let q = format!("emailaddress=bob@{asked}");
-    let requests: [(Method, &str, &str, Option<&str>, &[u8]); 12] = [
+    // (method, host prefix, path, query, body)
+    type Request<'a> = (Method, &'a str, &'a str, Option<&'a str>, &'a [u8]);
+    let requests: [Request<'_>; 12] = [
         (
             Method::GET,
             "autoconfig",
