@@ -54,6 +54,23 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Check from the outside what clients will see: DNS records, CAA, names, HTTPS, mail servers' TLS
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this mail domain
+        #[arg(long)]
+        domain: Option<String>,
+        /// Ask this DNS server (IP or IP:PORT) instead of the system's resolver
+        #[arg(long)]
+        resolver: Option<String>,
+        /// Also trust this CA (PEM) for HTTPS and mail certificates, e.g. tls.mode = "local"'s CA
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Print JSON instead of the report
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config, send SIGHUP to the daemon and wait for it to apply the file (systemd's ExecReload)
     Reload {
         #[command(flatten)]

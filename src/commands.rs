@@ -320,3 +320,34 @@ pub fn health(path: &Path) -> Result<(), CommandError> {
         )))
     }
 }
+
+/// `doctor`: every check, on a runtime of its own.
+pub fn doctor(
+    path: &Path,
+    domain: Option<String>,
+    resolver: Option<&str>,
+    ca_file: Option<std::path::PathBuf>,
+) -> Result<crate::doctor::report::Report, CommandError> {
+    let config = config::load(path)?;
+    let resolver = resolver
+        .map(|r| {
+            r.parse::<std::net::SocketAddr>()
+                .or_else(|_| r.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map_err(|_| {
+                    CommandError::Other(format!("--resolver {r}: not an IP address or IP:PORT"))
+                })
+        })
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Other(format!("starting the runtime: {e}")))?;
+    let opts = crate::doctor::Options {
+        domain,
+        resolver,
+        ca_file,
+    };
+    runtime
+        .block_on(crate::doctor::run(&config, &opts))
+        .map_err(CommandError::Other)
+}

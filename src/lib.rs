@@ -18,6 +18,7 @@
 //! - `privileges`: dropping root after the ports are bound
 //! - `app`: wiring only
 //! - `cli`, `commands`: the command line and its one-shot commands
+//! - `doctor`: checks from the outside (DNS, CAA, HTTPS, mail servers' TLS) what clients will see
 #![forbid(unsafe_code)]
 
 pub mod address;
@@ -26,6 +27,7 @@ pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod http;
 pub mod import;
 pub mod model;

@@ -58,6 +58,27 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => command_failed(e),
         },
+        Command::Doctor {
+            config,
+            domain,
+            resolver,
+            ca_file,
+            json,
+        } => match commands::doctor(&config.path, domain, resolver.as_deref(), ca_file) {
+            Ok(report) => {
+                let text = if json {
+                    report.to_json()
+                } else {
+                    report.to_text()
+                };
+                match write_stdout(text.as_bytes()) {
+                    code if code != ExitCode::SUCCESS => code,
+                    _ if report.failed() => ExitCode::from(1),
+                    _ => ExitCode::SUCCESS,
+                }
+            }
+            Err(e) => command_failed(e),
+        },
         Command::Reload { config, pid } => match mailconfd::reload::request(&config.path, pid) {
             Ok(message) => {
                 println!("{message}");

@@ -2,6 +2,7 @@
 mod acme;
 mod clients;
 mod deltachat;
+mod doctor;
 mod golden;
 mod http_table;
 mod kmail;
