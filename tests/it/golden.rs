@@ -1356,3 +1356,34 @@ fn pacc_digest_in_dns_matches_the_served_bytes() {
     }
     assert!(checked >= 1, "no golden case serves PACC");
 }
+
+/// `check` says where PACC is served, and why it is left out where it cannot
+/// describe the servers (implicit TLS on default ports only).
+#[test]
+fn check_reports_pacc_served_or_left_out() {
+    let run = |path: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+            .args(["check", "-c"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr)
+    };
+    let served = run(&golden_root().join("jmap-oauth-pacc/config.toml"));
+    assert!(
+        served.contains(
+            "PACC: served at https://ua-auto-config.jmap.example/.well-known/user-agent-configuration.json"
+        ),
+        "{served}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(golden_root().join("starttls-only/config.toml")).unwrap();
+    let text = text.replacen("[[provider]]\n", "[[provider]]\npacc = true\n", 1);
+    std::fs::write(&path, text).unwrap();
+    let left_out = run(&path);
+    assert!(left_out.contains("PACC: left out:"), "{left_out}");
+    assert!(left_out.contains("provider[0].pacc"), "{left_out}");
+}

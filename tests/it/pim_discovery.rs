@@ -285,74 +285,62 @@ impl Run<'_> {
             mechanism,
             email,
         } = *self;
-        run_in_namespace(bin, dir, names, ca, dns_port, mechanism, email).await
+        let args = ["email", mechanism];
+        let hosts = dir.join("hosts");
+        let resolv = dir.join("resolv.conf");
+        std::fs::write(&hosts, format!("127.0.0.1 localhost {}\n", names.join(" "))).unwrap();
+        // Names not in hosts (Thunderbird's ISPDB) go to a resolver that is not
+        // there: nothing leaves the machine.
+        std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
+        let stdout_path = dir.join("pim.out");
+        let stderr_path = dir.join("pim.err");
+        // $1 hosts, $2 resolv.conf, $3 seconds, then the command: no quoting games.
+        let script = "mount --bind \"$1\" /etc/hosts && mount --bind \"$2\" /etc/resolv.conf \
+                  && t=\"$3\" && shift 3 && exec timeout -k 5 \"$t\" \"$@\"";
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "sh", "-c", script, "sh"])
+            .arg(&hosts)
+            .arg(&resolv)
+            .arg(RUN_SECS.to_string())
+            .arg(bin)
+            .args(["--json", "--log-level", "debug", "--tls-cert"])
+            .arg(ca)
+            .args(args)
+            .args(["--server", &format!("127.0.0.1:{dns_port}"), email])
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("starting unshare");
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(RUN_SECS + 30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pim-discovery outlived its timeout");
+            }
+            // Polled so that the daemon on this runtime keeps serving.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+        let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        eprintln!(
+            "pim-discovery {args:?}: {status} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(
+            status.success(),
+            "pim-discovery {args:?}: {status}\n{out}\n{err}"
+        );
+        // Its debug log rides along for the assertion messages.
+        format!("{out}\n{LOG_MARK}\n{err}")
     }
 }
 
-async fn run_in_namespace(
-    bin: &Path,
-    dir: &Path,
-    names: &[String],
-    ca: &Path,
-    dns_port: u16,
-    mechanism: &str,
-    email: &str,
-) -> String {
-    let args = ["email", mechanism];
-    let hosts = dir.join("hosts");
-    let resolv = dir.join("resolv.conf");
-    std::fs::write(&hosts, format!("127.0.0.1 localhost {}\n", names.join(" "))).unwrap();
-    // Names not in hosts (Thunderbird's ISPDB) go to a resolver that is not
-    // there: nothing leaves the machine.
-    std::fs::write(&resolv, "nameserver 127.0.0.1\n").unwrap();
-    let stdout_path = dir.join("pim.out");
-    let stderr_path = dir.join("pim.err");
-    // $1 hosts, $2 resolv.conf, $3 seconds, then the command: no quoting games.
-    let script = "mount --bind \"$1\" /etc/hosts && mount --bind \"$2\" /etc/resolv.conf \
-                  && t=\"$3\" && shift 3 && exec timeout -k 5 \"$t\" \"$@\"";
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", script, "sh"])
-        .arg(&hosts)
-        .arg(&resolv)
-        .arg(RUN_SECS.to_string())
-        .arg(bin)
-        .args(["--json", "--log-level", "debug", "--tls-cert"])
-        .arg(ca)
-        .args(args)
-        .args(["--server", &format!("127.0.0.1:{dns_port}"), email])
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap());
-    let started = Instant::now();
-    let mut child = cmd.spawn().expect("starting unshare");
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(RUN_SECS + 30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("pim-discovery outlived its timeout");
-        }
-        // Polled so that the daemon on this runtime keeps serving.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
-    let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    eprintln!(
-        "pim-discovery {args:?}: {status} in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        status.success(),
-        "pim-discovery {args:?}: {status}\n{out}\n{err}"
-    );
-    // Its debug log rides along for the assertion messages.
-    format!("{out}\n{LOG_MARK}\n{err}")
-}
-
-/// Separates pim-discovery's JSON from its log in `run_in_namespace`'s result.
+/// Separates pim-discovery's JSON from its log in `Run::exec`'s result.
 const LOG_MARK: &str = "--- pim-discovery log ---";
 
 /// NSD serving `example.test` from `mailconfd dns` lines on a loopback port.
