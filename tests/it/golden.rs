@@ -1368,8 +1368,7 @@ fn check_reports_pacc_served_or_left_out() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     };
     let served = run(&golden_root().join("jmap-oauth-pacc/config.toml"));
     assert!(
