@@ -163,7 +163,29 @@ async fn pim_discovery_finds_what_is_configured() {
     let srv = run("srv", EMAIL).exec().await;
     let autoconfig = run("autoconfig", "carol@plain.test").exec().await;
     nsd.stop();
+
+    // The operator changed the settings and did not publish the new digest:
+    // the same document must now be refused.
+    let served = mailconfd::render::pacc::digest_record(b"");
+    let current = zone
+        .lines()
+        .find(|l| l.starts_with("_ua-auto-config."))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap()
+        .to_owned();
+    let mut stale_nsd = Nsd::start(dir.path(), &zone.replace(&current, &served)).await;
+    let stale = Run {
+        dns_port: stale_nsd.port,
+        ..run("pacc", EMAIL)
+    }
+    .exec()
+    .await;
+    stale_nsd.stop();
     daemon.stop().await;
+    assert!(
+        summarize(&stale).is_empty(),
+        "stale digest accepted: {stale}"
+    );
 
     // PACC: found only with a matching digest; every field as configured.
     let got = summarize(&pacc);
