@@ -20,6 +20,7 @@ use crate::certs::manager::Manager;
 use crate::certs::{Issuer, files};
 use crate::config::{self, Config, TlsMode};
 use crate::http::{Hooks, NoHooks, Shared};
+use crate::metrics::{self, Metrics};
 use crate::server::{self, Listener};
 use crate::signals;
 use crate::store::{SledStore, Store};
@@ -196,6 +197,28 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             resolver: resolver.clone(),
         })
     };
+    let metrics = Arc::new(Metrics::new());
+    let metrics_listen = config_rx.borrow().server.metrics_listen;
+    if let Some(addr) = metrics_listen {
+        let listener = bind(addr).await?;
+        tracing::info!(listen = %display_addr(&listener), scheme = "http", "metrics listening");
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            config_rx.clone(),
+            resolver.clone(),
+            shutdown.clone(),
+        ));
+        if tls_mode != TlsMode::Off {
+            spawn_certificate_gauges(
+                metrics.clone(),
+                config_rx.clone(),
+                store_for_shutdown.clone(),
+                resolver.clone(),
+                shutdown.clone(),
+            );
+        }
+    }
     let shared = Arc::new(Shared {
         config: config_rx,
         hooks,
@@ -211,6 +234,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
     let reloader = {
         let shutdown = shutdown.clone();
+        let reload_metrics = metrics.clone();
         let resolver = resolver.clone();
         tokio::spawn(async move {
             let mut generation = 0;
@@ -222,6 +246,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                             systemd::reloading();
                             generation += 1;
                             let result = reload::apply(&config_path, &config_tx).await;
+                            reload_metrics.reload(result.is_ok());
                             if result.is_ok() && tls_mode == TlsMode::Files {
                                 for problem in files::load_into(&config_tx.borrow(), &resolver) {
                                     tracing::error!(problem = %problem, "certificate file not reloaded; the old certificate keeps serving");
@@ -266,6 +291,56 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 fn display_addr(tcp: &TcpListener) -> String {
     tcp.local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+}
+
+/// How often the certificate gauges are recomputed.
+const CERTIFICATE_GAUGES_REFRESH: Duration = Duration::from_secs(30);
+
+/// Keeps `mailconfd_certificates` and `mailconfd_certificate_expiry_seconds`
+/// current: from the store's records (ACME, local CA), or from the deployed
+/// certificates themselves (files mode).
+fn spawn_certificate_gauges(
+    metrics: Arc<Metrics>,
+    mut config: watch::Receiver<Arc<Config>>,
+    store: Option<Arc<dyn Store>>,
+    resolver: Arc<CertResolver>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CERTIFICATE_GAUGES_REFRESH);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                changed = config.changed() => if changed.is_err() { return },
+            }
+            let snapshot = config.borrow_and_update().clone();
+            let store = store.clone();
+            let resolver = resolver.clone();
+            // Store reads and certificate parsing: off the async workers.
+            let domains = tokio::task::spawn_blocking(move || {
+                snapshot
+                    .domains()
+                    .map(|(d, _)| {
+                        let not_after = match &store {
+                            Some(store) => store.cert(d).ok().flatten().map(|c| c.not_after),
+                            None => resolver.domain_key(d).and_then(|k| {
+                                let leaf = k.cert.first()?;
+                                let (_, cert) =
+                                    x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+                                Some(cert.validity().not_after.timestamp())
+                            }),
+                        };
+                        (d.to_owned(), not_after)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            if let Ok(domains) = domains {
+                metrics.set_certificates(&domains, crate::certs::unix_now());
+            }
+        }
+    });
 }
 
 /// How often the `STATUS=` line is refreshed (certificates arrive in the

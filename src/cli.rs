@@ -53,6 +53,9 @@ pub enum Command {
     Health {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also require a valid certificate for every configured name (readiness, not just liveness)
+        #[arg(long)]
+        ready: bool,
     },
     /// Check from the outside what clients will see: DNS records, CAA, names, HTTPS, mail servers' TLS
     Doctor {

@@ -279,10 +279,70 @@ pub fn certs(path: &Path) -> Result<String, CommandError> {
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `health`: GET the Thunderbird document of the first domain over the first
-/// HTTP listener; exit 0 only on 200.
-pub fn health(path: &Path) -> Result<(), CommandError> {
-    use std::io::{Read as _, Write as _};
+/// HTTP listener; exit 0 only on 200 (liveness). With `ready`, also every
+/// configured domain must have a valid certificate (readiness): from the
+/// running daemon's `certs.json` report (ACME, local CA), or the certificate
+/// files (files mode).
+pub fn health(path: &Path, ready: bool) -> Result<(), CommandError> {
     let config = config::load(path)?;
+    health_answers(&config)?;
+    if ready {
+        let missing = domains_without_valid_certificate(&config)?;
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+            return Err(CommandError::Other(format!(
+                "not ready: {} domain(s) without a valid certificate: {}{}",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn domains_without_valid_certificate(config: &Config) -> Result<Vec<String>, CommandError> {
+    use crate::config::TlsMode;
+    match config.tls.mode {
+        TlsMode::Off => Ok(Vec::new()),
+        TlsMode::Files => {
+            let resolver = crate::tls::CertResolver::new();
+            let _ = crate::certs::files::load_into(config, &resolver);
+            Ok(config
+                .domains()
+                .filter(|(d, _)| resolver.domain_key(d).is_none())
+                .map(|(d, _)| d.to_owned())
+                .collect())
+        }
+        TlsMode::Acme | TlsMode::Local => {
+            let rows =
+                crate::certs::report::read_snapshot(&config.server.state_dir).map_err(|e| {
+                    CommandError::Other(format!(
+                        "not ready: no certificate report from the daemon ({}): {e}",
+                        crate::certs::report::snapshot_file(&config.server.state_dir).display()
+                    ))
+                })?;
+            let now = crate::certs::unix_now();
+            let valid: std::collections::HashSet<&str> = rows
+                .iter()
+                .filter(|r| r.state.starts_with("valid") && r.not_after.is_some_and(|t| t > now))
+                .map(|r| r.domain.as_str())
+                .collect();
+            Ok(config
+                .domains()
+                .filter(|(d, _)| !valid.contains(d))
+                .map(|(d, _)| d.to_owned())
+                .collect())
+        }
+    }
+}
+
+fn health_answers(config: &Config) -> Result<(), CommandError> {
+    use std::io::{Read as _, Write as _};
     let mut addr = *config.server.http_listen.first().ok_or_else(|| {
         CommandError::Other("server.http_listen is empty: nothing to check".into())
     })?;

@@ -3,6 +3,7 @@
 //! Layout:
 //! - `address`: e-mail address and host name parsing (every entry point uses it)
 //! - `model`: the validated provider model, plain data
+//! - `metrics`: Prometheus metrics and the operators' listener (/metrics, /ready, /live)
 //! - `config`: TOML -> validated `Config`, every problem with its key path
 //! - `render`: the pure render core, one module per client format, and the
 //!   settings page for people (`render::page`)
@@ -30,6 +31,7 @@ pub mod config;
 pub mod doctor;
 pub mod http;
 pub mod import;
+pub mod metrics;
 pub mod model;
 pub mod privileges;
 pub mod reload;

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),
         },
-        Command::Health { config } => match commands::health(&config.path) {
+        Command::Health { config, ready } => match commands::health(&config.path, ready) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => command_failed(e),
         },

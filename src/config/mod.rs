@@ -49,6 +49,8 @@ pub struct ServerConfig {
     /// The host name that autoconfig/autodiscover/mta-sts names should point at
     /// (used only by `mailconfd dns`).
     pub public_name: Option<String>,
+    /// Prometheus metrics, /ready and /live (off when unset).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,6 +31,7 @@ pub struct RawServerSection {
     pub trusted_proxies: Option<Vec<String>>,
     pub public_name: Option<String>,
     pub user: Option<String>,
+    pub metrics_listen: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -218,7 +218,20 @@ fn server_section(raw: RawServerSection, p: &mut Problems) -> ServerConfig {
         }
         ok
     });
+    let metrics_listen = raw
+        .metrics_listen
+        .and_then(|v| match v.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p.error(
+                    "server.metrics_listen",
+                    format!("\"{v}\" is not an address:port such as \"127.0.0.1:9465\""),
+                );
+                None
+            }
+        });
     ServerConfig {
+        metrics_listen,
         user,
         http_listen,
         https_listen,

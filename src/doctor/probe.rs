@@ -115,14 +115,19 @@ pub async fn handshake(
 /// A rustls error as an operator reads it.
 fn explain_tls_error(name: &str, e: &std::io::Error) -> String {
     let text = e.to_string();
-    if text.contains("NotValidForName") {
-        format!("the certificate is not valid for {name}")
-    } else if text.contains("UnknownIssuer") {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("not valid for name") || lower.contains("notvalidforname") {
+        let valid_for = text
+            .split_once("only valid for")
+            .map(|(_, names)| format!(" (it names{names})"))
+            .unwrap_or_default();
+        format!("the certificate is not valid for {name}{valid_for}")
+    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
         "the certificate's issuer is not trusted (self-signed, a private CA, or a staging CA)"
             .to_owned()
-    } else if text.contains("Expired") {
+    } else if lower.contains("expired") {
         "the certificate has expired".to_owned()
-    } else if text.contains("received fatal alert") {
+    } else if lower.contains("received fatal alert") {
         format!("the server refused the handshake for {name} ({text})")
     } else {
         format!("TLS handshake failed: {text}")

@@ -1,8 +1,9 @@
 //! `mailconfd doctor` against real servers on loopback: NSD (Debian's `nsd`)
 //! serving a good zone (exactly what `mailconfd dns` prints, plus addresses)
 //! and a broken one, the daemon with its local CA on 127.8.0.1:443, and
-//! `openssl s_server` as the IMAP (993) and SMTP (465) TLS listeners with a
-//! certificate from a CA made here. Each breakage in the broken zone must be
+//! `openssl s_server` as the IMAP (993) and SMTP (465) TLS listeners and
+//! Dovecot for IMAP and POP3 STARTTLS (143, 110), with certificates from a CA
+//! made here. Each breakage in the broken zone must be
 //! named in the report. `named-checkzone` (bind9-utils) checks `dns` output.
 //!
 //! Needs root (ports 53, 443, 465, 993 on 127.8.0.x, which no other test uses).
@@ -16,6 +17,7 @@ use crate::support::require_program;
 const DAEMON_IP: &str = "127.8.0.1";
 const MAIL_IP: &str = "127.8.0.2";
 const DNS_IP: &str = "127.8.0.3";
+const STARTTLS_IP: &str = "127.8.0.4";
 const NOTHING_IP: &str = "127.8.0.9";
 
 struct Killed(Vec<Child>);
@@ -84,6 +86,7 @@ fn doctor_names_every_breakage_against_real_dns_https_and_tls() {
     if !require_program("nsd", "nsd")
         || !require_program("openssl", "openssl")
         || !require_program("named-checkzone", "bind9-utils")
+        || !require_program("dovecot", "dovecot-imapd dovecot-pop3d")
     {
         return;
     }
@@ -113,6 +116,14 @@ domains = ["good.test", "broken.test"]
   [[provider.server]]
   type = "smtp"
   host = "mail.%EMAILDOMAIN%"
+  [[provider.server]]
+  type = "imap"
+  host = "mail2.%EMAILDOMAIN%"
+  security = "starttls"
+  [[provider.server]]
+  type = "pop3"
+  host = "mail2.%EMAILDOMAIN%"
+  security = "starttls"
   [provider.mta_sts]
   mode = "enforce"
   mx = ["mail.good.test"]
@@ -127,15 +138,18 @@ domains = ["good.test", "broken.test"]
         &config,
         "good.test",
         &format!(
-            "autoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
+            "autoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\nmail2 IN A {STARTTLS_IP}\n"
         ),
         |l| Some(l.to_owned()),
     );
     let broken = zone(
         &config,
         "broken.test",
-        // autoconfig points where nothing listens; mta-sts and mail are missing.
-        &format!("autoconfig IN A {NOTHING_IP}\nautodiscover IN A {DAEMON_IP}\n"),
+        // autoconfig points where nothing listens; mta-sts and mail2 are
+        // missing; mail reaches a server whose certificate names other hosts.
+        &format!(
+            "autoconfig IN A {NOTHING_IP}\nautodiscover IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
+        ),
         |l| {
             if l.starts_with("_imaps._tcp.") {
                 None // an SRV record not published
@@ -176,10 +190,13 @@ domains = ["good.test", "broken.test"]
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let mail_key = rcgen::KeyPair::generate().unwrap();
-    let mail_cert = rcgen::CertificateParams::new(vec!["mail.good.test".to_owned()])
-        .unwrap()
-        .signed_by(&mail_key, &issuer)
-        .unwrap();
+    let mail_cert = rcgen::CertificateParams::new(vec![
+        "mail.good.test".to_owned(),
+        "mail2.good.test".to_owned(),
+    ])
+    .unwrap()
+    .signed_by(&mail_key, &issuer)
+    .unwrap();
     std::fs::write(d.join("mail.pem"), mail_cert.pem()).unwrap();
     std::fs::write(d.join("mail.key"), mail_key.serialize_pem()).unwrap();
 
@@ -209,6 +226,29 @@ domains = ["good.test", "broken.test"]
                 .unwrap(),
         );
     }
+    std::fs::create_dir_all(d.join("dovecot/home")).unwrap();
+    std::fs::write(
+        d.join("dovecot/dovecot.conf"),
+        format!(
+            "protocols = imap pop3\nlisten = {STARTTLS_IP}\nbase_dir = {dir}/dovecot/run\nlog_path = {dir}/dovecot/log\n\
+             ssl = required\nssl_cert = <{dir}/mail.pem\nssl_key = <{dir}/mail.key\n\
+             passdb {{\n  driver = static\n  args = password=unused\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={dir}/dovecot/home\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = 143\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service pop3-login {{\n  inet_listener pop3 {{\n    port = 110\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n",
+            dir = d.display()
+        ),
+    )
+    .unwrap();
+    children.0.push(
+        Command::new("dovecot")
+            .args(["-F", "-c"])
+            .arg(d.join("dovecot/dovecot.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     children.0.push(
         Command::new(env!("CARGO_BIN_EXE_mailconfd"))
             .args(["serve", "-c"])
@@ -229,6 +269,8 @@ domains = ["good.test", "broken.test"]
         std::net::TcpStream::connect((MAIL_IP, 993)).is_ok()
             && std::net::TcpStream::connect((MAIL_IP, 465)).is_ok()
             && std::net::TcpStream::connect((DNS_IP, 53)).is_ok()
+            && std::net::TcpStream::connect((STARTTLS_IP, 143)).is_ok()
+            && std::net::TcpStream::connect((STARTTLS_IP, 110)).is_ok()
             && std::net::TcpStream::connect((DAEMON_IP, 443)).is_ok()
     });
 
@@ -269,6 +311,8 @@ domains = ["good.test", "broken.test"]
         "https://mta-sts.good.test/.well-known/mta-sts.txt: valid certificate",
         "mail.good.test:993 (IMAP, TLS): TLS",
         "mail.good.test:465 (SMTP, TLS): TLS",
+        "mail2.good.test:143 (IMAP, STARTTLS): TLS",
+        "mail2.good.test:110 (POP3, STARTTLS): TLS",
         "points at this host",
     ] {
         assert!(text.contains(wanted), "missing {wanted:?} in\n{text}");
@@ -304,7 +348,14 @@ domains = ["good.test", "broken.test"]
         "{dump}"
     );
     assert!(failed("mta-sts.broken.test", "does not resolve"), "{dump}");
-    assert!(failed("mail.broken.test:993", "does not resolve"), "{dump}");
+    assert!(
+        failed("mail2.broken.test:143", "does not resolve"),
+        "{dump}"
+    );
+    assert!(
+        failed("mail.broken.test:993", "not valid for mail.broken.test"),
+        "{dump}"
+    );
     assert!(
         findings
             .iter()

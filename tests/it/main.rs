@@ -7,6 +7,7 @@ mod golden;
 mod http_table;
 mod kmail;
 mod lifecycle;
+mod metrics;
 mod page;
 mod pebble;
 mod pim_discovery;

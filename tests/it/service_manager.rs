@@ -214,3 +214,76 @@ fn daemon_refusal_after_a_bare_sighup_is_recorded() {
     );
     assert_eq!(d.status_of("autoconfig.example.com"), 200);
 }
+
+#[test]
+fn health_ready_requires_a_certificate_for_every_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, https) = (free_port(), free_port());
+    let config = dir.path().join("mailconfd.toml");
+    let text = CONFIG
+        .replace(
+            "[server]\n",
+            &format!(
+                "[server]\nhttp_listen = [\"127.0.0.1:{http}\"]\nhttps_listen = [\"127.0.0.1:{https}\"]\n"
+            ),
+        )
+        .replace(
+            "state_dir = \"/nonexistent-not-used-in-off-mode\"",
+            &format!("state_dir = \"{}\"", dir.path().join("state").display()),
+        )
+        .replace("mode = \"off\"", "mode = \"local\"");
+    std::fs::write(&config, &text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = |ready: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailconfd"));
+        cmd.args(["health", "-c"]).arg(&config);
+        if ready {
+            cmd.arg("--ready");
+        }
+        cmd.output().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !health(true).status.success() {
+        assert!(Instant::now() < deadline, "never ready: {:?}", health(true));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A domain the daemon has not loaded yet: alive, but not ready.
+    std::fs::write(
+        &config,
+        text.replace(
+            r#"domains = ["other.example"]"#,
+            r#"domains = ["other.example", "new.example"]"#,
+        ),
+    )
+    .unwrap();
+    assert!(health(false).status.success());
+    let out = health(true);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not ready: 1 domain(s) without a valid certificate: new.example"),
+        "{stderr}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !health(true).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "not ready after the reload: {:?}",
+            health(true)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
