@@ -117,6 +117,16 @@ fn client_report(config: &mut Config) -> String {
                 }
             }
         }
+        match provider.pacc() {
+            Ok(_) if provider.publish_pacc => out.push_str(&format!(
+                "  PACC: served at https://ua-auto-config.{domain}/.well-known/user-agent-configuration.json (publish the _ua-auto-config TXT digest: mailconfd dns)\n"
+            )),
+            Ok(_) => {}
+            Err(reason) if provider.publish_pacc => {
+                out.push_str(&format!("  PACC: left out: {reason}\n"))
+            }
+            Err(_) => {}
+        }
         for d in &provider.domains {
             if config.serves_bare_domain(d) {
                 out.push_str(&format!(
@@ -144,7 +154,7 @@ pub fn render(path: &Path, email: &str, format: Format) -> Result<Vec<u8>, Comma
             ))
         })?;
     let doc = match format {
-        Format::Thunderbird => thunderbird::render(provider, Some(&address)),
+        Format::Thunderbird => thunderbird::render(provider, address.domain(), Some(&address)),
         Format::Autodiscover => autodiscover::render(
             provider,
             &address,

@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod sources;
+mod standards;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
@@ -283,7 +284,8 @@ impl Config {
 
     /// The TLS host names mailconfd answers for, for mail domain `domain`:
     /// autoconfig, autodiscover, mta-sts when the provider publishes a policy,
-    /// and the domain itself when `bare_domain` enables it.
+    /// the domain itself when `bare_domain` enables it, and ua-auto-config
+    /// when the provider serves PACC (`pacc = true`).
     pub fn names_for_domain(&self, domain: &str) -> Vec<String> {
         let mut names = vec![
             format!("autoconfig.{domain}"),
@@ -297,6 +299,13 @@ impl Config {
         }
         if self.serves_bare_domain(domain) {
             names.push(domain.to_owned());
+        }
+        // PACC (draft-ietf-mailmaint-pacc-02) is fetched from this fixed name.
+        if self
+            .provider_for_domain(domain)
+            .is_some_and(Provider::serves_pacc)
+        {
+            names.push(format!("ua-auto-config.{domain}"));
         }
         names
     }

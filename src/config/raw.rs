@@ -81,6 +81,8 @@ pub struct RawProvider {
     pub support: Option<String>,
     pub bare_domain: Option<BoolOrList>,
     pub domains_from: Option<RawDomainSource>,
+    pub oauth2: Option<RawOAuth2>,
+    pub pacc: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -148,6 +150,18 @@ pub struct RawMtaSts {
     pub mx: Option<Vec<String>>,
     pub max_age: Option<i64>,
     pub tlsrpt_rua: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[provider.oauth2]`: where clients get tokens for servers that list OAuth2.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOAuth2 {
+    pub issuer: Option<String>,
+    /// `scope = "a b"` or `scope = ["a", "b"]`.
+    pub scope: Option<OneOrMany>,
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -466,6 +466,11 @@ fn provider(key: &str, raw: RawProvider, has_source: bool, p: &mut Problems) -> 
         );
     }
     quirk_warnings(key, &servers, p);
+    super::standards::jmap_urls(key, &servers, p);
+    let publish_pacc = raw.pacc.unwrap_or(false);
+    let oauth2 = raw
+        .oauth2
+        .and_then(|o| super::standards::oauth2(&format!("{key}.oauth2"), o, &servers, p));
     let mta_sts = raw
         .mta_sts
         .and_then(|m| mta_sts(&format!("{key}.mta_sts"), m, p));
@@ -486,16 +491,20 @@ fn provider(key: &str, raw: RawProvider, has_source: bool, p: &mut Problems) -> 
             None
         }
     });
-    (p.errors.len() == errors_before).then_some(Provider {
-        id,
-        name,
-        short_name,
-        domains,
-        servers,
-        mta_sts,
-        logo_url,
-        support,
-    })
+    (p.errors.len() == errors_before)
+        .then_some(Provider {
+            id,
+            name,
+            short_name,
+            domains,
+            servers,
+            mta_sts,
+            logo_url,
+            support,
+            oauth2,
+            publish_pacc,
+        })
+        .inspect(|provider| super::standards::pacc_warning(key, provider, p))
 }
 
 /// A display string: required, bounded, printable.
@@ -517,7 +526,7 @@ fn text(key: &str, value: Option<String>, p: &mut Problems) -> Option<String> {
     None
 }
 
-fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
+pub(super) fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
     let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
     let host = u
         .split_once("://")

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::address::EmailAddress;
 use crate::config::{Config, TlsMode};
 use crate::model::{self, Provider, Security, ServerKind};
-use crate::render::{autodiscover, dns, mta_sts, thunderbird};
+use crate::render::{autodiscover, dns, mta_sts, pacc, thunderbird};
 use lookup::{Answer, Dns};
 use probe::MailProtocol;
 use report::{Report, Status};
@@ -457,7 +457,7 @@ fn expected_document(
     if name.starts_with("autoconfig.") {
         (
             "/mail/config-v1.1.xml",
-            Some(thunderbird::render(provider, None).body),
+            Some(thunderbird::render(provider, domain, None).body),
         )
     } else if name.starts_with("autodiscover.") {
         (
@@ -469,10 +469,12 @@ fn expected_document(
             "/.well-known/mta-sts.txt",
             provider.mta_sts.as_ref().map(|p| mta_sts::render(p).body),
         )
+    } else if name.starts_with("ua-auto-config.") {
+        (pacc::PATH, pacc::render(provider).map(|d| d.body))
     } else if name == domain {
         (
             "/.well-known/autoconfig/mail/config-v1.1.xml",
-            Some(thunderbird::render(provider, None).body),
+            Some(thunderbird::render(provider, domain, None).body),
         )
     } else {
         ("/", None)

@@ -14,7 +14,7 @@ use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
 use crate::http::Hooks;
 use crate::model::Provider;
-use crate::render::{Document, autodiscover, mobileconfig, mta_sts, page, thunderbird};
+use crate::render::{Document, autodiscover, mobileconfig, mta_sts, pacc, page, thunderbird};
 
 /// The request, reduced to what routing needs.
 #[derive(Debug)]
@@ -50,6 +50,8 @@ pub enum HostKind {
     MtaSts,
     /// The mail domain itself (`.well-known` autoconfig, autodiscover).
     Apex,
+    /// `ua-auto-config.D`, PACC's fixed name (only where PACC is served).
+    UaAutoConfig,
 }
 
 /// Parses a Host value: port dropped, case and one trailing dot ignored. IP
@@ -71,12 +73,16 @@ pub fn classify_host<'c>(
         ("autoconfig.", HostKind::Autoconfig),
         ("autodiscover.", HostKind::Autodiscover),
         ("mta-sts.", HostKind::MtaSts),
+        ("ua-auto-config.", HostKind::UaAutoConfig),
     ] {
         if let Some((d, p)) = name
             .strip_prefix(prefix)
             .and_then(|rest| config.lookup_domain(rest))
         {
             if kind == HostKind::MtaSts && p.mta_sts.is_none() {
+                return None;
+            }
+            if kind == HostKind::UaAutoConfig && !p.serves_pacc() {
                 return None;
             }
             return Some((kind, d, p));
@@ -102,11 +108,17 @@ fn strip_port(host: &str) -> Option<&str> {
 enum Route<'p> {
     Thunderbird,
     Pox,
-    Json { address_in_path: Option<&'p str> },
+    Json {
+        address_in_path: Option<&'p str>,
+    },
     Mobileconfig,
     MtaSts,
     AcmeChallenge(&'p str),
     Page,
+    /// PACC's `/.well-known/user-agent-configuration.json`.
+    Pacc,
+    /// RFC 8620 §2.2 `/.well-known/jmap`: a redirect to the session URL.
+    Jmap,
 }
 
 fn match_path(path: &str) -> Option<Route<'_>> {
@@ -125,6 +137,8 @@ fn match_path(path: &str) -> Option<Route<'_>> {
         // after a switch.
         "/mobileconfig" | "/mobileconfig/" => Route::Mobileconfig,
         "/.well-known/mta-sts.txt" => Route::MtaSts,
+        "/.well-known/user-agent-configuration.json" => Route::Pacc,
+        "/.well-known/jmap" => Route::Jmap,
         "/" => Route::Page,
         _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => {
             Route::Json {
@@ -171,6 +185,9 @@ fn served_on(route: Route<'_>, kind: HostKind, bare: bool) -> bool {
         Route::Pox | Route::Json { .. } => matches!(kind, Autodiscover | Apex | Autoconfig),
         Route::Mobileconfig | Route::Page => matches!(kind, Autoconfig | Autodiscover),
         Route::MtaSts => kind == MtaSts,
+        Route::Pacc => kind == UaAutoConfig,
+        // Wherever a JMAP client may look: every name we serve.
+        Route::Jmap => true,
         Route::AcmeChallenge(_) => kind != Apex || bare,
     }
 }
@@ -244,7 +261,9 @@ fn dispatch(
                 Err(e) => return bad_address(e),
             };
             with_provider(config, address.as_ref(), host_provider, |provider| {
-                let doc = thunderbird::render(provider, address.as_ref());
+                // Only the asked domain: never the provider's other customers.
+                let domain = address.as_ref().map_or(host_domain, |a| a.domain());
+                let doc = thunderbird::render(provider, domain, address.as_ref());
                 cacheable(Reply::ok(doc), address.is_some())
             })
         }),
@@ -293,6 +312,20 @@ fn dispatch(
             None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
         }),
         Route::Page => get_only(&|| settings_page(req, config, host_provider)),
+        Route::Pacc => get_only(&|| match pacc::render(host_provider) {
+            // Public and the same for everyone; the draft wants it readable
+            // from web clients, hence CORS for any origin.
+            Some(doc) => {
+                cacheable(Reply::ok(doc), false).header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            }
+            None => Reply::error(StatusCode::NOT_FOUND, "not found"),
+        }),
+        Route::Jmap => match host_provider.jmap_url() {
+            // 307: the method is kept, and the operator may move the session.
+            Some(url) => Reply::error(StatusCode::TEMPORARY_REDIRECT, "see Location")
+                .header(header::LOCATION, url),
+            None => Reply::error(StatusCode::NOT_FOUND, "no JMAP server configured"),
+        },
     }
 }
 

@@ -32,7 +32,7 @@ pub fn verdicts(provider: &Provider, address: &EmailAddress) -> Vec<Verdict> {
         )),
         None => Err("no incoming or no SMTP server".to_owned()),
     };
-    let document = thunderbird::render(provider, Some(address));
+    let document = thunderbird::render(provider, address.domain(), Some(address));
     let android = tb_android::evaluate(&document.body, address)
         .map(|a| {
             format!(

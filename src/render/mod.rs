@@ -10,6 +10,7 @@ pub mod clients;
 pub mod dns;
 pub mod mobileconfig;
 pub mod mta_sts;
+pub mod pacc;
 pub mod page;
 pub mod tb_android;
 pub mod thunderbird;

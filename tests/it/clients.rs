@@ -104,8 +104,8 @@ fn every_autoconfig_answer_passes_thunderbird_for_android_or_check_warns() {
                 // With the address in the query (filled in by us) and
                 // without (filled in by the app): both answers we serve.
                 for doc in [
-                    thunderbird::render(provider, Some(a)),
-                    thunderbird::render(provider, None),
+                    thunderbird::render(provider, a.domain(), Some(a)),
+                    thunderbird::render(provider, a.domain(), None),
                 ] {
                     let body = String::from_utf8_lossy(&doc.body);
                     match tb_android::evaluate(&doc.body, a) {

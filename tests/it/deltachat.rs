@@ -27,6 +27,7 @@ const AUTODISCOVER_URL: &str = "https://autodiscover.example.com/autodiscover/au
 /// IMAP on 993 (implicit TLS) with the address as login, SMTP on 587
 /// (STARTTLS) with the local part: Delta Chat's fallback guesses would be
 /// 993 and 465 with the address, so a guess cannot pass for the document.
+/// The JMAP server (last in config-v1.1) must not disturb it.
 const SERVERS: &str = r#"
   [[provider.server]]
   type = "imap"
@@ -39,6 +40,9 @@ const SERVERS: &str = r#"
   port = 587
   security = "starttls"
   username = "%EMAILLOCALPART%"
+  [[provider.server]]
+  type = "jmap"
+  url = "https://mail.example.com/jmap/session"
 "#;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(120);

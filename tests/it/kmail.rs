@@ -50,6 +50,10 @@ domains = ["example.test"]
   port = 587
   security = "starttls"
   username = "%EMAILLOCALPART%"
+  # Last in config-v1.1; KMail must skip it.
+  [[provider.server]]
+  type = "jmap"
+  url = "https://jmap.example.test/jmap/session"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ mod lifecycle;
 mod metrics;
 mod page;
 mod pebble;
+mod pim_discovery;
 mod service_manager;
 mod sources;
 mod support;

@@ -19,8 +19,9 @@ use crate::support::{Daemon, PrivilegedPorts, require_program};
 const EMAIL: &str = "alice@example.test";
 
 /// One provider for example.test: IMAP and POP3 over implicit TLS, SMTP on
-/// 465 (implicit TLS) and 587 (STARTTLS), and CalDAV. `TLS` is replaced by
-/// the `[server]`/`[tls]` sections of each case.
+/// 465 (implicit TLS) and 587 (STARTTLS), CalDAV, and JMAP (the trailing
+/// `<incomingServer type="jmap">` must be skipped, leaving exactly the mail
+/// servers). `TLS` is replaced by the `[server]`/`[tls]` sections of each case.
 const PROVIDER: &str = r#"
 [[provider]]
 id = "example.test"
@@ -53,6 +54,9 @@ domains = ["example.test"]
   [[provider.server]]
   type = "caldav"
   url = "https://dav.example.test/cal/"
+  [[provider.server]]
+  type = "jmap"
+  url = "https://jmap.example.test/jmap/session"
 "#;
 
 /// The servers as Thunderbird's `AccountConfig` must hold them, in order

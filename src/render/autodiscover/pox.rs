@@ -275,7 +275,9 @@ fn write_mail_protocol(
         ServerKind::Imap => "IMAP",
         ServerKind::Pop3 => "POP3",
         ServerKind::Smtp => "SMTP",
-        ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync => return Ok(()),
+        ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync | ServerKind::Jmap => {
+            return Ok(());
+        }
     };
     let (ssl, encryption) = match security {
         Security::Tls => (true, "SSL"),
@@ -338,7 +340,11 @@ fn write_dav_protocol(w: &mut W, s: &Server, who: Recipient<'_>) -> io::Result<(
     let kind = match s.kind {
         ServerKind::CalDav => "CalDAV",
         ServerKind::CardDav => "CardDAV",
-        ServerKind::Imap | ServerKind::Pop3 | ServerKind::Smtp | ServerKind::ActiveSync => {
+        ServerKind::Imap
+        | ServerKind::Pop3
+        | ServerKind::Smtp
+        | ServerKind::ActiveSync
+        | ServerKind::Jmap => {
             return Ok(());
         }
     };
