@@ -49,6 +49,42 @@ pub fn open(source: &UserSource) -> Guarded {
     Guarded::new(inner, source)
 }
 
+/// The directories of the current config, by provider id. Rebuilt (caches
+/// emptied) only when `[provider.users_from]` changes in a reload.
+#[derive(Default)]
+pub struct Registry {
+    current: std::sync::Mutex<(Vec<UserSource>, Arc<ByProvider>)>,
+}
+
+/// Directories by provider id.
+type ByProvider = std::collections::HashMap<String, Arc<Guarded>>;
+
+impl Registry {
+    /// The directory of `provider_id` under `config`, if it has one.
+    pub fn for_provider(
+        &self,
+        config: &crate::config::Config,
+        provider_id: &str,
+    ) -> Option<Arc<Guarded>> {
+        if config.user_sources.is_empty() {
+            return None;
+        }
+        let mut current = self
+            .current
+            .lock()
+            .expect("registry lock is never poisoned: no panics while held");
+        if current.0 != config.user_sources {
+            let map = config
+                .user_sources
+                .iter()
+                .map(|s| (config.providers[s.provider].id.clone(), Arc::new(open(s))))
+                .collect();
+            *current = (config.user_sources.clone(), Arc::new(map));
+        }
+        current.1.get(provider_id).cloned()
+    }
+}
+
 /// Result of a guarded lookup, for metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupResult {

@@ -19,3 +19,4 @@ mod service_manager;
 mod sources;
 mod support;
 mod thunderbird;
+mod users;
