@@ -318,16 +318,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
     );
+    // STOPPING=1 as soon as shutdown starts, not after the drain; and once
+    // more when serving ends, in case that task never ran (an idle server
+    // can finish before it is polled).
+    let stopping_sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
-        // STOPPING=1 as soon as shutdown starts, not after the drain.
         let shutdown = shutdown.clone();
+        let sent = stopping_sent.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            systemd::stopping();
+            if !sent.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                systemd::stopping();
+            }
         });
     }
 
     server::serve(listeners, shared, shutdown.clone()).await;
+    if !stopping_sent.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        systemd::stopping();
+    }
     reloader.abort();
     if let Some(task) = manager_task {
         let _ = task.await;
