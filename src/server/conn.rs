@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::limits::{ClientKey, Limits};
 use super::{Acceptor, Io, Protocol};
+use crate::config::IpNet;
 use crate::http::{self, ConnInfo, Shared};
 
 /// A TLS handshake must finish within this.
@@ -65,10 +66,20 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Everything a connection needs from the server.
 pub struct Ctx {
     pub shared: Arc<Shared>,
+    /// `server.trusted_proxies`: their connections are not limited per
+    /// client (every client behind the proxy shares its address); requests
+    /// through them are rated by the X-Forwarded-For client instead.
+    pub trusted_proxies: Vec<IpNet>,
     pub limits: Arc<Limits>,
     pub shutdown: CancellationToken,
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
+}
+
+impl Ctx {
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
 }
 
 /// The HTTP builders with every limit set on purpose.
@@ -169,7 +180,13 @@ pub async fn serve(
                 // ACME validation requests are never refused: the CA must get
                 // through even while its address range is noisy.
                 let acme = req.uri().path().starts_with("/.well-known/acme-challenge/");
-                if !acme && !ctx.limits.allow_request(key, peer.ip()) {
+                let (key, client) = if ctx.is_trusted(peer.ip()) {
+                    let ip = http::client_ip(peer.ip(), req.headers(), &ctx.trusted_proxies);
+                    (ctx.limits.key(ip), ip)
+                } else {
+                    (key, peer.ip())
+                };
+                if !acme && !ctx.limits.allow_request(key, client) {
                     close.cancel();
                     return Ok(http::too_many_requests(req.version()));
                 }

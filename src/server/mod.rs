@@ -71,11 +71,15 @@ pub struct Listener {
 /// finish (at most SHUTDOWN_GRACE) and returns. Limits are read from the
 /// config once, here (changing them takes a restart).
 pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let config: LimitsConfig = shared.config.borrow().limits;
+    let (config, trusted_proxies): (LimitsConfig, _) = {
+        let c = shared.config.borrow();
+        (c.limits, c.server.trusted_proxies.clone())
+    };
     let tracker = TaskTracker::new();
     let (http1, http2) = conn::builders();
     let ctx = Arc::new(conn::Ctx {
         shared,
+        trusted_proxies,
         limits: Arc::new(Limits::new(config)),
         shutdown: shutdown.clone(),
         http1,
@@ -142,11 +146,16 @@ fn admit(
 ) {
     let limits = &ctx.limits;
     let key = limits.key(peer.ip());
-    if !limits.allow_connection(key, peer.ip()) {
-        return;
-    }
-    let Some(client_slot) = limits.admit_client(key, peer.ip()) else {
-        return;
+    let client_slot = if ctx.is_trusted(peer.ip()) {
+        None
+    } else {
+        if !limits.allow_connection(key, peer.ip()) {
+            return;
+        }
+        let Some(slot) = limits.admit_client(key, peer.ip()) else {
+            return;
+        };
+        Some(slot)
     };
     let global = limits.try_global();
     let queued = match global {
