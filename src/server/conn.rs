@@ -135,6 +135,7 @@ pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     key: ClientKey,
+    challenge_only: bool,
     tls: Option<Arc<dyn Acceptor>>,
     ctx: Arc<Ctx>,
 ) {
@@ -144,11 +145,13 @@ pub async fn serve(
     let start = async {
         match tls {
             // h2 over TLS needs ALPN (RFC 9113 §3.2): without it, HTTP/1.
-            Some(acceptor) => tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                .await
-                .ok()
-                .flatten()
-                .map(|a| (a.io, a.protocol.unwrap_or(Protocol::Http1))),
+            Some(acceptor) => {
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp, challenge_only))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|a| (a.io, a.protocol.unwrap_or(Protocol::Http1)))
+            }
             None => sniff(tcp)
                 .await
                 .ok()
@@ -186,7 +189,7 @@ pub async fn serve(
                 } else {
                     (key, peer.ip())
                 };
-                if !acme && !ctx.limits.allow_request(key, client) {
+                if !acme && (challenge_only || !ctx.limits.allow_request(key, client)) {
                     close.cancel();
                     return Ok(http::too_many_requests(req.version()));
                 }

@@ -232,6 +232,7 @@ impl Limits {
     pub fn update_pressure(&self) {
         let free = self.global.available_permits() * 100;
         let max = self.config.max_connections;
+        let mut started = false;
         self.pressure.send_if_modified(|on| {
             let next = if *on {
                 free < max * RELIEF_FREE_PERCENT
@@ -239,15 +240,16 @@ impl Limits {
                 free < max * PRESSURE_FREE_PERCENT
             };
             let changed = next != *on;
-            if changed && next {
-                tracing::warn!(
-                    max_connections = max,
-                    "connection slots nearly exhausted: idle connections are closed sooner"
-                );
-            }
+            started = changed && next;
             *on = next;
             changed
         });
+        if started && self.log_budget() {
+            tracing::warn!(
+                max_connections = max,
+                "connection slots nearly exhausted: idle connections are closed sooner"
+            );
+        }
     }
 
     /// Logs a refusal if the minute's global budget allows.
@@ -269,14 +271,16 @@ impl Limits {
         tracing::warn!(client = %ip, reason = what.reason(), "refusing client (logged once a minute per client)");
     }
 
+    /// Whether the minute's log budget has room for one more line.
+    fn log_budget(&self) -> bool {
+        let minute = self.now_ms() / 60_000;
+        let mut b = self.log.lock().expect("log lock: no panics while held");
+        b.allow(minute).is_some()
+    }
+
     /// Logs that the global cap turned a connection away (budgeted like refusals).
     pub fn log_global_full(&self) {
-        let minute = self.now_ms() / 60_000;
-        let allowed = {
-            let mut b = self.log.lock().expect("log lock: no panics while held");
-            b.allow(minute)
-        };
-        if allowed.is_some() {
+        if self.log_budget() {
             tracing::warn!(
                 max_connections = self.config.max_connections,
                 "connection limit reached; new connections are closed until slots free up"

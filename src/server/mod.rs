@@ -41,7 +41,14 @@ pub const GLOBAL_QUEUE_WAIT: Duration = Duration::from_secs(3);
 
 /// Turns an accepted TCP stream into the stream HTTP runs on (TLS for https).
 pub trait Acceptor: Send + Sync + 'static {
-    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Accepted>>;
+    /// With `challenge_only` (the client is over its connection rate), only
+    /// an ACME TLS-ALPN-01 validation handshake may complete; anything else
+    /// is dropped once its ClientHello is read, before any crypto.
+    fn accept(
+        &self,
+        tcp: TcpStream,
+        challenge_only: bool,
+    ) -> futures_util::future::BoxFuture<'static, Option<Accepted>>;
 }
 
 /// A ready stream and the HTTP version ALPN settled, if it did.
@@ -146,16 +153,19 @@ fn admit(
 ) {
     let limits = &ctx.limits;
     let key = limits.key(peer.ip());
-    let client_slot = if ctx.is_trusted(peer.ip()) {
-        None
+    // A client over its connection rate still gets in, but only for ACME
+    // validation (the CA validates from few addresses and must never be
+    // locked out by its own volume); everything else it sends is refused
+    // at its first request or ClientHello, before any real work. Its
+    // connection cap still applies.
+    let (client_slot, challenge_only) = if ctx.is_trusted(peer.ip()) {
+        (None, false)
     } else {
-        if !limits.allow_connection(key, peer.ip()) {
-            return;
-        }
+        let over_rate = !limits.allow_connection(key, peer.ip());
         let Some(slot) = limits.admit_client(key, peer.ip()) else {
             return;
         };
-        Some(slot)
+        (Some(slot), over_rate)
     };
     let global = limits.try_global();
     let queued = match global {
@@ -190,7 +200,7 @@ fn admit(
                 }
             }
         };
-        conn::serve(tcp, peer, key, tls, ctx).await;
+        conn::serve(tcp, peer, key, challenge_only, tls, ctx).await;
     });
 }
 

@@ -49,12 +49,19 @@ pub struct Hold {
 
 /// Opens `count` connections from 127.`net`.x.y and holds them as `hold`
 /// says; notes how many the server closed and when.
-pub async fn hold(env: Arc<Env>, stop: CancellationToken, count: usize, net: u8, h: Hold) -> String {
+pub async fn hold(
+    env: Arc<Env>,
+    stop: CancellationToken,
+    count: usize,
+    net: u8,
+    h: Hold,
+) -> String {
     let closed: Arc<Mutex<Vec<f64>>> = Arc::default();
     let opened = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for i in 0..count {
-        let (env, stop, closed, opened) = (env.clone(), stop.clone(), closed.clone(), opened.clone());
+        let (env, stop, closed, opened) =
+            (env.clone(), stop.clone(), closed.clone(), opened.clone());
         tasks.spawn(async move {
             let to = if h.https { env.https } else { env.http };
             let Ok(tcp) = connect_from(spread(net, i / h.per_address), to).await else {
@@ -63,7 +70,11 @@ pub async fn hold(env: Arc<Env>, stop: CancellationToken, count: usize, net: u8,
             let mut s: Stream = match h.handshake {
                 None => Box::new(tcp),
                 Some(alpn) => {
-                    let config = if alpn == "h2" { env.tls_h2.clone() } else { env.tls.clone() };
+                    let config = if alpn == "h2" {
+                        env.tls_h2.clone()
+                    } else {
+                        env.tls.clone()
+                    };
                     match tokio_rustls::TlsConnector::from(config)
                         .connect(ServerName::try_from(NAME).unwrap(), tcp)
                         .await
@@ -88,9 +99,13 @@ pub async fn hold(env: Arc<Env>, stop: CancellationToken, count: usize, net: u8,
                         Ok(0) | Err(_) => break,
                         Ok(_) => {} // a 408 or an error page: wait for the close
                     },
-                    _ = tick => if let Some(t) = h.trickle {
-                        if s.write_all(t).await.is_err() { break; }
-                    },
+                    _ = tick => {
+                        if let Some(t) = h.trickle
+                            && s.write_all(t).await.is_err()
+                        {
+                            break;
+                        }
+                    }
                 }
             }
             closed.lock().unwrap().push(started.elapsed().as_secs_f64());
@@ -117,22 +132,31 @@ pub async fn hold(env: Arc<Env>, stop: CancellationToken, count: usize, net: u8,
 
 /// TLS handshakes as fast as `concurrency` loops can, with an unknown SNI or
 /// none; notes how many the server refused.
-pub async fn handshake_flood(env: Arc<Env>, stop: CancellationToken, sni: Option<&'static str>, net: u8) -> String {
+pub async fn handshake_flood(
+    env: Arc<Env>,
+    stop: CancellationToken,
+    sni: Option<&'static str>,
+    net: u8,
+) -> String {
     let tried = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     for i in 0..env.n(8, 32) {
-        let (env, stop, tried, refused) = (env.clone(), stop.clone(), tried.clone(), refused.clone());
+        let (env, stop, tried, refused) =
+            (env.clone(), stop.clone(), tried.clone(), refused.clone());
         tasks.spawn(async move {
             let mut k = 0;
             while !stop.is_cancelled() {
                 k += 1;
-                let Ok(tcp) = connect_from(spread(net, i * 1000 + k % 1000), env.https).await else {
+                let Ok(tcp) = connect_from(spread(net, i * 1000 + k % 1000), env.https).await
+                else {
                     continue;
                 };
                 let name = match sni {
                     Some(n) => ServerName::try_from(n).unwrap(),
-                    None => ServerName::IpAddress(PkiIp::from(std::net::IpAddr::from(Ipv4Addr::LOCALHOST))),
+                    None => ServerName::IpAddress(PkiIp::from(std::net::IpAddr::from(
+                        Ipv4Addr::LOCALHOST,
+                    ))),
                 };
                 tried.fetch_add(1, Ordering::Relaxed);
                 let r = tokio::time::timeout(
@@ -199,7 +223,13 @@ async fn h2_connect(env: &Env, https: bool, src: Ipv4Addr) -> Option<Stream> {
 /// (HEADERS + RST_STREAM pairs) or CONTINUATION frames that never end the
 /// header block. Notes how much each connection got to send before the
 /// server closed it.
-pub async fn h2_flood(env: Arc<Env>, stop: CancellationToken, https: bool, continuation: bool, net: u8) -> String {
+pub async fn h2_flood(
+    env: Arc<Env>,
+    stop: CancellationToken,
+    https: bool,
+    continuation: bool,
+    net: u8,
+) -> String {
     let sent_per_conn: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
     let mut tasks = JoinSet::new();
     for i in 0..env.n(4, 16) {
@@ -247,7 +277,9 @@ pub async fn h2_flood(env: Arc<Env>, stop: CancellationToken, https: bool, conti
                 }
             }
             // The reader ends when the server closes the connection.
-            closed |= tokio::time::timeout(Duration::from_secs(15), reader).await.is_ok();
+            closed |= tokio::time::timeout(Duration::from_secs(15), reader)
+                .await
+                .is_ok();
             out.lock().unwrap().push((units, closed));
         });
     }
@@ -255,8 +287,15 @@ pub async fn h2_flood(env: Arc<Env>, stop: CancellationToken, https: bool, conti
     let v = sent_per_conn.lock().unwrap().clone();
     let closed = v.iter().filter(|(_, c)| *c).count();
     let max = v.iter().map(|(u, _)| *u).max().unwrap_or(0);
-    let what = if continuation { "1 KiB CONTINUATION frames" } else { "reset streams" };
-    format!("{} conns, {closed} closed by the server; at most {max} {what} sent on one", v.len())
+    let what = if continuation {
+        "1 KiB CONTINUATION frames"
+    } else {
+        "reset streams"
+    };
+    format!(
+        "{} conns, {closed} closed by the server; at most {max} {what} sent on one",
+        v.len()
+    )
 }
 
 /// Requests whose one header is 64 KiB, from one client: notes the statuses.
@@ -270,7 +309,8 @@ pub async fn oversized_headers(env: Arc<Env>, stop: CancellationToken, net: u8) 
             *statuses.entry("refused".into()).or_default() += 1;
             continue;
         };
-        let req = format!("GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: {NAME}\r\nX-Big: {big}\r\n\r\n");
+        let req =
+            format!("GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: {NAME}\r\nX-Big: {big}\r\n\r\n");
         let _ = s.write_all(req.as_bytes()).await;
         let mut r = BufReader::new(s);
         let status = read_status(&mut r).await.unwrap_or_else(|| "closed".into());
@@ -311,7 +351,10 @@ pub async fn pipelining(env: Arc<Env>, stop: CancellationToken, net: u8) -> Stri
     }
     stop.cancelled().await;
     tasks.shutdown().await;
-    format!("{per_conn} pipelined per conn: {:?}", counts.lock().unwrap())
+    format!(
+        "{per_conn} pipelined per conn: {:?}",
+        counts.lock().unwrap()
+    )
 }
 
 /// Keep-alive request loops from one client as fast as they go.
@@ -323,7 +366,11 @@ pub async fn request_flood(env: Arc<Env>, stop: CancellationToken, net: u8) -> S
         tasks.spawn(async move {
             while !stop.is_cancelled() {
                 let Ok(s) = connect_from(spread(net, 0), env.http).await else {
-                    *counts.lock().unwrap().entry("connect failed".into()).or_default() += 1;
+                    *counts
+                        .lock()
+                        .unwrap()
+                        .entry("connect failed".into())
+                        .or_default() += 1;
                     continue;
                 };
                 let mut r = BufReader::new(s);

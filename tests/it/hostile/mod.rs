@@ -139,35 +139,94 @@ async fn run_all(full: bool) -> (Vec<Figures>, Target) {
     let mut rows = Vec::new();
     macro_rules! attack {
         ($name:expr, $dur:expr, |$e:ident, $s:ident| $body:expr) => {{
-            let f = under_attack(&mut t, &env, $name, $dur, |$e, $s| async move { $body.await }).await;
-            eprintln!("{}", table(std::slice::from_ref(&f)).lines().last().unwrap());
+            let f = under_attack(
+                &mut t,
+                &env,
+                $name,
+                $dur,
+                |$e, $s| async move { $body.await },
+            )
+            .await;
+            eprintln!(
+                "{}",
+                table(std::slice::from_ref(&f)).lines().last().unwrap()
+            );
             rows.push(f);
         }};
     }
     let n = move |short, full_n| if full { full_n } else { short };
-    attack!("silent connections (HTTP)", d, |e, s| attacks::hold(e, s, n(200, 2_000), 10, hold(false, b"", None)));
-    attack!("silent connections (HTTPS)", d, |e, s| attacks::hold(e, s, n(200, 2_000), 11, hold(true, b"", None)));
-    attack!("slowloris headers", d, |e, s| attacks::hold(
-        e, s, n(100, 1_000), 12,
-        hold(false, b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\n", Some(b"X-a: b\r\n"))
+    attack!("silent connections (HTTP)", d, |e, s| attacks::hold(
+        e,
+        s,
+        n(200, 2_000),
+        10,
+        hold(false, b"", None)
     ));
-    attack!("slowloris body", d, |e, s| attacks::hold(
+    attack!("silent connections (HTTPS)", d, |e, s| attacks::hold(
+        e,
+        s,
+        n(200, 2_000),
+        11,
+        hold(true, b"", None)
+    ));
+    attack!("slowloris headers", d, |e, s| attacks::hold(
+        e,
+        s,
+        n(100, 1_000),
+        12,
+        hold(
+            false,
+            b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\n",
+            Some(b"X-a: b\r\n")
+        )
+    ));
+    attack!("slowloris body", d, |e, s| {
+        attacks::hold(
         e, s, n(100, 1_000), 13,
         hold(false, b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Length: 4000\r\n\r\n<", Some(b"a"))
+    )
+    });
+    attack!("idle connections, many addresses", d, |e, s| attacks::hold(
+        e,
+        s,
+        n(1_000, 10_000),
+        14,
+        Hold {
+            per_address: 1,
+            ..hold(false, b"", None)
+        }
     ));
-    attack!("idle connections, many addresses", d, |e, s| attacks::hold(e, s, n(1_000, 10_000), 14, Hold { per_address: 1, ..hold(false, b"", None) }));
     attack!("stalled TLS handshakes", d, |e, s| attacks::hold(
-        e, s, n(200, 2_000), 15,
+        e,
+        s,
+        n(200, 2_000),
+        15,
         hold(true, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", None)
     ));
-    attack!("unknown-SNI handshake flood", d, |e, s| attacks::handshake_flood(e, s, Some("unknown.invalid"), 16));
-    attack!("no-SNI handshake flood", d, |e, s| attacks::handshake_flood(e, s, None, 17));
-    attack!("HTTP/2 rapid reset (h2c)", d, |e, s| attacks::h2_flood(e, s, false, false, 18));
-    attack!("HTTP/2 rapid reset (TLS)", d, |e, s| attacks::h2_flood(e, s, true, false, 19));
-    attack!("HTTP/2 CONTINUATION flood", d, |e, s| attacks::h2_flood(e, s, true, true, 20));
-    attack!("oversized headers", d, |e, s| attacks::oversized_headers(e, s, 21));
+    attack!("unknown-SNI handshake flood", d, |e, s| {
+        attacks::handshake_flood(e, s, Some("unknown.invalid"), 16)
+    });
+    attack!(
+        "no-SNI handshake flood",
+        d,
+        |e, s| attacks::handshake_flood(e, s, None, 17)
+    );
+    attack!("HTTP/2 rapid reset (h2c)", d, |e, s| attacks::h2_flood(
+        e, s, false, false, 18
+    ));
+    attack!("HTTP/2 rapid reset (TLS)", d, |e, s| attacks::h2_flood(
+        e, s, true, false, 19
+    ));
+    attack!("HTTP/2 CONTINUATION flood", d, |e, s| attacks::h2_flood(
+        e, s, true, true, 20
+    ));
+    attack!("oversized headers", d, |e, s| attacks::oversized_headers(
+        e, s, 21
+    ));
     attack!("pipelining abuse", d, |e, s| attacks::pipelining(e, s, 22));
-    attack!("request flood, one client", d, |e, s| attacks::request_flood(e, s, 23));
+    attack!("request flood, one client", d, |e, s| {
+        attacks::request_flood(e, s, 23)
+    });
     (rows, t)
 }
 
@@ -179,12 +238,22 @@ async fn hostile_traffic_short() {
     println!("{}", table(&rows));
     for f in &rows {
         assert!(f.alive, "{}: the server died\n{}", f.name, t.log_text());
-        assert!(f.failed.is_empty(), "{}: legitimate requests failed: {:?}", f.name, f.failed);
+        assert!(
+            f.failed.is_empty(),
+            "{}: legitimate requests failed: {:?}",
+            f.name,
+            f.failed
+        );
         assert!(f.ok > 0, "{}: no legitimate request completed", f.name);
         assert!(f.rss_kib < RSS_CAP_KIB, "{}: RSS {} KiB", f.name, f.rss_kib);
         // One line per legitimate request plus the rate-limited refusal lines
         // (at most 20 a minute) and the served attack requests of one client.
-        assert!(f.log_lines < f.ok + 400, "{}: {} log lines", f.name, f.log_lines);
+        assert!(
+            f.log_lines < f.ok + 400,
+            "{}: {} log lines",
+            f.name,
+            f.log_lines
+        );
     }
 }
 
@@ -192,8 +261,12 @@ async fn hostile_traffic_short() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "minutes of load; run by scripts/bench-hostile"]
 async fn hostile_full() {
-    let (rows, _t) = run_all(true).await;
+    let (rows, t) = run_all(true).await;
     println!("\nHOSTILE-TABLE-BEGIN\n{}HOSTILE-TABLE-END", table(&rows));
+    println!("server log, lines by kind, whole run:");
+    for (n, kind) in t.log_summary() {
+        println!("{n:>8}  {kind}");
+    }
 }
 
 /// Every phase has a deadline, on both listeners: nothing sent at all, part
@@ -212,14 +285,86 @@ async fn every_phase_has_a_deadline() {
         full: false,
     });
     let cases: [(&str, Hold); 8] = [
-        ("silent, HTTP", Hold { https: false, handshake: None, first: b"", trickle: None, per_address: 1 }),
-        ("part of the h2 preface", Hold { https: false, handshake: None, first: b"PRI * HTTP/2.0\r\n", trickle: None, per_address: 1 }),
-        ("h2 preface, then nothing", Hold { https: false, handshake: None, first: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", trickle: None, per_address: 1 }),
-        ("half a request head", Hold { https: false, handshake: None, first: b"GET / HTTP/1.1\r\nHost: a", trickle: None, per_address: 1 }),
-        ("silent, HTTPS", Hold { https: true, handshake: None, first: b"", trickle: None, per_address: 1 }),
-        ("half a ClientHello", Hold { https: true, handshake: None, first: b"\x16\x03\x01\x02\x00\x01", trickle: None, per_address: 1 }),
-        ("TLS with h2, then nothing", Hold { https: true, handshake: Some("h2"), first: b"", trickle: None, per_address: 1 }),
-        ("TLS with http/1.1, then nothing", Hold { https: true, handshake: Some("http/1.1"), first: b"", trickle: None, per_address: 1 }),
+        (
+            "silent, HTTP",
+            Hold {
+                https: false,
+                handshake: None,
+                first: b"",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "part of the h2 preface",
+            Hold {
+                https: false,
+                handshake: None,
+                first: b"PRI * HTTP/2.0\r\n",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "h2 preface, then nothing",
+            Hold {
+                https: false,
+                handshake: None,
+                first: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "half a request head",
+            Hold {
+                https: false,
+                handshake: None,
+                first: b"GET / HTTP/1.1\r\nHost: a",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "silent, HTTPS",
+            Hold {
+                https: true,
+                handshake: None,
+                first: b"",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "half a ClientHello",
+            Hold {
+                https: true,
+                handshake: None,
+                first: b"\x16\x03\x01\x02\x00\x01",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "TLS with h2, then nothing",
+            Hold {
+                https: true,
+                handshake: Some("h2"),
+                first: b"",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
+        (
+            "TLS with http/1.1, then nothing",
+            Hold {
+                https: true,
+                handshake: Some("http/1.1"),
+                first: b"",
+                trickle: None,
+                per_address: 1,
+            },
+        ),
     ];
     let mut running = Vec::new();
     for (i, (name, h)) in cases.into_iter().enumerate() {
@@ -245,7 +390,9 @@ async fn every_phase_has_a_deadline() {
 #[tokio::test]
 async fn malformed_requests_over_http2_get_4xx_and_https_has_hsts() {
     let t = Target::start().await;
-    let tcp = connect_from(Ipv4Addr::new(127, 0, 0, 3), t.https).await.unwrap();
+    let tcp = connect_from(Ipv4Addr::new(127, 0, 0, 3), t.https)
+        .await
+        .unwrap();
     let tls = tokio_rustls::TlsConnector::from(t.tls_h2.clone())
         .connect(rustls::pki_types::ServerName::try_from(NAME).unwrap(), tcp)
         .await
@@ -254,18 +401,73 @@ async fn malformed_requests_over_http2_get_4xx_and_https_has_hsts() {
     tokio::spawn(conn);
     let big = "x".repeat(20_000);
     let cases: Vec<(&str, &str, String, Vec<u8>)> = vec![
-        ("GET", "autoconfig.example.com", "/mail/config-v1.1.xml?emailaddress=%ff%fe".into(), vec![]),
-        ("GET", "autoconfig.example.com", "/mail/config-v1.1.xml?emailaddress=no-at-sign".into(), vec![]),
-        ("POST", "autodiscover.example.com", "/autodiscover/autodiscover.xml".into(), b"<not xml".to_vec()),
-        ("POST", "autodiscover.example.com", "/autodiscover/autodiscover.xml".into(), vec![0xff; 100]),
-        ("POST", "autodiscover.example.com", "/autodiscover/autodiscover.xml".into(), big.clone().into_bytes()),
-        ("GET", "autodiscover.example.com", "/autodiscover/autodiscover.json/v1.0/%00@example.com?Protocol=AutodiscoverV1".into(), vec![]),
-        ("GET", "autodiscover.example.com", "/autodiscover/autodiscover.json/v1.0/a@b@example.com".into(), vec![]),
+        (
+            "GET",
+            "autoconfig.example.com",
+            "/mail/config-v1.1.xml?emailaddress=%ff%fe".into(),
+            vec![],
+        ),
+        (
+            "GET",
+            "autoconfig.example.com",
+            "/mail/config-v1.1.xml?emailaddress=no-at-sign".into(),
+            vec![],
+        ),
+        (
+            "POST",
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.xml".into(),
+            b"<not xml".to_vec(),
+        ),
+        (
+            "POST",
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.xml".into(),
+            vec![0xff; 100],
+        ),
+        (
+            "POST",
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.xml".into(),
+            big.clone().into_bytes(),
+        ),
+        (
+            "GET",
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.json/v1.0/%00@example.com?Protocol=AutodiscoverV1".into(),
+            vec![],
+        ),
+        (
+            "GET",
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.json/v1.0/a@b@example.com".into(),
+            vec![],
+        ),
         ("GET", "autoconfig.example.com", format!("/{big}"), vec![]),
-        ("DELETE", "autoconfig.example.com", "/mail/config-v1.1.xml".into(), vec![]),
-        ("GET", "unknown.invalid", "/mail/config-v1.1.xml".into(), vec![]),
-        ("GET", "autoconfig.example.com", "/.well-known/acme-challenge/../../etc/passwd".into(), vec![]),
-        ("GET", "autoconfig.example.com", "/apple/mobileconfig?emailaddress=%40%40".into(), vec![]),
+        (
+            "DELETE",
+            "autoconfig.example.com",
+            "/mail/config-v1.1.xml".into(),
+            vec![],
+        ),
+        (
+            "GET",
+            "unknown.invalid",
+            "/mail/config-v1.1.xml".into(),
+            vec![],
+        ),
+        (
+            "GET",
+            "autoconfig.example.com",
+            "/.well-known/acme-challenge/../../etc/passwd".into(),
+            vec![],
+        ),
+        (
+            "GET",
+            "autoconfig.example.com",
+            "/apple/mobileconfig?emailaddress=%40%40".into(),
+            vec![],
+        ),
     ];
     for (method, host, path, body) in cases {
         let req = http::Request::builder()
@@ -284,10 +486,15 @@ async fn malformed_requests_over_http2_get_4xx_and_https_has_hsts() {
             Ok(Err(e)) => panic!("{method} {host}{path}: stream error {e}"),
             Err(_) => panic!("{method} {host}{path}: no answer within 10 s"),
         };
-        assert!((400..500).contains(&status) || status == 200, "{method} {host} {path:.80}: {status}");
+        assert!(
+            (400..500).contains(&status) || status == 200,
+            "{method} {host} {path:.80}: {status}"
+        );
     }
     // HSTS over HTTPS for our names, not over plain HTTP.
-    let req = http::Request::get(format!("https://{NAME}/mail/config-v1.1.xml")).body(()).unwrap();
+    let req = http::Request::get(format!("https://{NAME}/mail/config-v1.1.xml"))
+        .body(())
+        .unwrap();
     let (resp, _) = h2.send_request(req, true).unwrap();
     let resp = resp.await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -295,13 +502,54 @@ async fn malformed_requests_over_http2_get_4xx_and_https_has_hsts() {
         resp.headers().get("strict-transport-security").unwrap(),
         mailconfd::http::STRICT_TRANSPORT_SECURITY
     );
-    let mut s = connect_from(Ipv4Addr::new(127, 0, 0, 3), t.http).await.unwrap();
-    s.write_all(format!("GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n").as_bytes())
+    let mut s = connect_from(Ipv4Addr::new(127, 0, 0, 3), t.http)
         .await
         .unwrap();
+    s.write_all(
+        format!("GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(!text.contains("strict-transport-security"), "{text}");
+}
+
+/// A client over its connection rate gets 429 for documents, but ACME
+/// HTTP-01 validation requests from it still reach the route table (404
+/// here: no challenge is pending), so the CA is never locked out.
+#[tokio::test]
+async fn acme_validation_gets_through_a_rate_limited_address() {
+    let t = Target::start().await;
+    let src = Ipv4Addr::new(127, 0, 0, 4);
+    let get = |path: &'static str| async move {
+        let mut s = connect_from(src, t.http).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf)
+            .chars()
+            .skip(9)
+            .take(3)
+            .collect::<String>()
+    };
+    // The default burst is 100 new connections: use it up (bounded, so that
+    // a slow machine refilling the bucket cannot make this loop forever).
+    let mut statuses = Vec::new();
+    while !statuses.iter().any(|s| s == "429") && statuses.len() < 2_000 {
+        statuses.push(get("/mail/config-v1.1.xml").await);
+    }
+    assert!(
+        statuses.len() > 100,
+        "refused within the burst: {statuses:?}"
+    );
+    assert!(statuses.iter().any(|s| s == "429"), "never limited");
+    assert_eq!(get("/mail/config-v1.1.xml").await, "429");
+    assert_eq!(get("/.well-known/acme-challenge/some-token").await, "404");
+    // Another client is not affected.
+    assert!(t.get_http(Ipv4Addr::new(127, 0, 0, 5)).await.is_ok());
 }

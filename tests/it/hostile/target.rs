@@ -59,7 +59,7 @@ impl Target {
         let bin = std::env::var_os("MAILCONFD_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mailconfd")));
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .args(["serve", "-c"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
@@ -69,38 +69,41 @@ impl Target {
             .unwrap();
         let ca = state.join("local-ca.pem");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut target = None;
-        while Instant::now() < deadline {
+        let pem = loop {
             if let Ok(pem) = std::fs::read(&ca) {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    roots.add(cert.unwrap()).unwrap();
-                }
-                let config = |alpn: &[u8]| {
-                    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-                        rustls::crypto::aws_lc_rs::default_provider(),
-                    ))
-                    .with_safe_default_protocol_versions()
-                    .unwrap()
-                    .with_root_certificates(roots.clone())
-                    .with_no_client_auth();
-                    c.alpn_protocols = vec![alpn.to_vec()];
-                    Arc::new(c)
-                };
-                target = Some(Target {
-                    child,
-                    http: format!("127.0.0.1:{http}").parse().unwrap(),
-                    https: format!("127.0.0.1:{https}").parse().unwrap(),
-                    log,
-                    tls: config(b"http/1.1"),
-                    tls_h2: config(b"h2"),
-                    _dir: dir,
-                });
-                break;
+                break pem;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("local-ca.pem not written within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.unwrap()).unwrap();
         }
-        let target = target.expect("local-ca.pem written within 30 s");
+        let config = |alpn: &[u8]| {
+            let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+            c.alpn_protocols = vec![alpn.to_vec()];
+            Arc::new(c)
+        };
+        let target = Target {
+            child,
+            http: format!("127.0.0.1:{http}").parse().unwrap(),
+            https: format!("127.0.0.1:{https}").parse().unwrap(),
+            log,
+            tls: config(b"http/1.1"),
+            tls_h2: config(b"h2"),
+            _dir: dir,
+        };
         let src = Ipv4Addr::new(127, 0, 0, 2);
         while Instant::now() < deadline {
             if target.get_https(src).await.is_ok() && target.get_http(src).await.is_ok() {
@@ -117,8 +120,8 @@ impl Target {
 
     /// Resident memory of the server, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -132,6 +135,23 @@ impl Target {
             .unwrap_or_default()
             .lines()
             .count()
+    }
+
+    /// Lines per kind (level, module and message, without fields), most first.
+    pub fn log_summary(&self) -> Vec<(usize, String)> {
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for line in self.log_text().lines() {
+            // "<time>  LEVEL target: message key=value ..."
+            let rest = line.split_once(' ').map_or(line, |(_, r)| r).trim_start();
+            let kind = match rest.find('=') {
+                Some(i) => rest[..i].rsplit_once(' ').map_or(rest, |(k, _)| k),
+                None => rest,
+            };
+            *kinds.entry(kind.to_owned()).or_default() += 1;
+        }
+        let mut v: Vec<_> = kinds.into_iter().map(|(k, n)| (n, k)).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
     }
 
     pub fn log_text(&self) -> String {
@@ -148,7 +168,9 @@ impl Target {
     pub async fn get_http(&self, src: Ipv4Addr) -> Result<Duration, String> {
         let started = Instant::now();
         let attempt = async {
-            let tcp = connect_from(src, self.http).await.map_err(|e| e.to_string())?;
+            let tcp = connect_from(src, self.http)
+                .await
+                .map_err(|e| e.to_string())?;
             fetch(tcp).await
         };
         legit(started, attempt).await
@@ -158,7 +180,9 @@ impl Target {
     pub async fn get_https(&self, src: Ipv4Addr) -> Result<Duration, String> {
         let started = Instant::now();
         let attempt = async {
-            let tcp = connect_from(src, self.https).await.map_err(|e| e.to_string())?;
+            let tcp = connect_from(src, self.https)
+                .await
+                .map_err(|e| e.to_string())?;
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(ServerName::try_from(NAME).unwrap(), tcp)
                 .await
