@@ -8,7 +8,8 @@
 //!   settings page for people (`render::page`)
 //! - `import`: Thunderbird config-v1.1 (ISPDB) -> `[[provider]]` TOML
 //! - `http`: one request -> one reply: limits, routing, the request log
-//! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
+//! - `server`: sockets, per-client caps and rates, a deadline per connection
+//!   phase, HTTP/2 limits, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
 //! - `tls`: SNI resolver, handshakes, ACME challenge answers, profile signing
 //! - `certs`: where certificates come from (ACME, local CA, files) and when

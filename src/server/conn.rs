@@ -31,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{ClientKey, Limits};
@@ -55,6 +55,9 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// After an idle or abuse close starts, the client gets this long to take its
 /// last response before the socket is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// An idle connection younger than this is not evicted for a newcomer: a
+/// real client is still sending its first bytes then.
+pub const EVICT_MIN_IDLE: Duration = Duration::from_millis(250);
 /// Largest request head hyper buffers (HTTP/1), and the HTTP/2 header list.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Concurrent HTTP/2 streams per connection.
@@ -163,7 +166,7 @@ pub async fn serve(
             Some(s) => s,
             None => return,
         },
-        _ = idle(&activity, &mut pressure) => return,
+        _ = idle(&activity, &mut pressure, ctx.limits.evictions()) => return,
         _ = ctx.shutdown.cancelled() => return,
     };
 
@@ -242,7 +245,7 @@ async fn drive<C>(
         }
         _ = ctx.shutdown.cancelled() => super::SHUTDOWN_GRACE,
         _ = tokio::time::sleep_until((activity.started + MAX_CONNECTION_AGE).into()) => super::SHUTDOWN_GRACE,
-        _ = idle(&activity, &mut pressure) => CLOSE_GRACE,
+        _ = idle(&activity, &mut pressure, ctx.limits.evictions()) => CLOSE_GRACE,
         _ = close.cancelled() => CLOSE_GRACE,
     };
     conn.as_mut().graceful_shutdown();
@@ -294,8 +297,10 @@ impl Drop for Busy {
 }
 
 /// Completes once the connection has had no request running for the idle
-/// limit (shorter while the server is under connection pressure).
-async fn idle(activity: &Activity, pressure: &mut watch::Receiver<bool>) {
+/// limit (shorter while the server is under connection pressure), or at once
+/// when the server is full and asks the longest-waiting idle connection to
+/// make room for a new one.
+async fn idle(activity: &Activity, pressure: &mut watch::Receiver<bool>, evictions: &Notify) {
     loop {
         let limit = if *pressure.borrow_and_update() {
             PRESSURE_IDLE_TIMEOUT
@@ -319,6 +324,16 @@ async fn idle(activity: &Activity, pressure: &mut watch::Receiver<bool>) {
                 if changed.is_err() {
                     // The server is gone; only the normal limit applies.
                     tokio::time::sleep(wait).await;
+                }
+            }
+            _ = evictions.notified() => {
+                // A busy or brand-new connection keeps its place; that
+                // eviction is then lost and the newcomer waits for the
+                // next free slot (its wait is bounded).
+                if activity.in_flight.load(Ordering::Relaxed) == 0
+                    && activity.idle_for() >= EVICT_MIN_IDLE
+                {
+                    return;
                 }
             }
         }

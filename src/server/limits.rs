@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::LimitsConfig;
 
@@ -86,6 +86,7 @@ pub struct Limits {
     request_rate: Mutex<Buckets>,
     log: Mutex<LogBudget>,
     pressure: watch::Sender<bool>,
+    evict: Notify,
     epoch: Instant,
 }
 
@@ -106,6 +107,7 @@ impl Limits {
             request_rate: Mutex::new(Buckets::new()),
             log: Mutex::new(LogBudget::default()),
             pressure: watch::Sender::new(false),
+            evict: Notify::new(),
             epoch: Instant::now(),
         }
     }
@@ -226,6 +228,17 @@ impl Limits {
     /// Whether free connection slots are scarce; connections watch it.
     pub fn pressure(&self) -> watch::Receiver<bool> {
         self.pressure.subscribe()
+    }
+
+    /// Asks one idle connection to make room: a new one is waiting for a
+    /// place under the global cap. Idle connections wait on `evictions`;
+    /// tokio wakes the one that has waited longest.
+    pub fn evict_one(&self) {
+        self.evict.notify_one();
+    }
+
+    pub fn evictions(&self) -> &Notify {
+        &self.evict
     }
 
     /// Re-evaluates pressure; called on every admission and release.

@@ -5,8 +5,9 @@
 //! passes the client's connection rate and cap and holds a place under the
 //! global cap (`limits`), and every phase of a connection has a deadline
 //! (`conn`). When the global cap is reached a new connection waits briefly for
-//! a place instead of being closed at once, while idle connections are closed
-//! sooner, so real clients keep getting in while idle sockets are churned out.
+//! a place instead of being closed at once and asks the longest-idle
+//! connection to make room, while idle connections are closed sooner, so real
+//! clients keep getting in while idle sockets are churned out.
 
 mod conn;
 pub mod limits;
@@ -22,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use conn::{
-    CLOSE_GRACE, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTION_AGE, MAX_H2_STREAMS,
-    MAX_HEADER_BYTES, PRESSURE_IDLE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
+    CLOSE_GRACE, EVICT_MIN_IDLE, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTION_AGE,
+    MAX_H2_STREAMS, MAX_HEADER_BYTES, PRESSURE_IDLE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
 };
 use limits::Limits;
 
@@ -171,7 +172,10 @@ fn admit(
     let queued = match global {
         Some(_) => None,
         None => match queue.clone().try_acquire_owned() {
-            Ok(q) => Some(q),
+            Ok(q) => {
+                limits.evict_one();
+                Some(q)
+            }
             Err(_) => {
                 limits.log_global_full();
                 return;

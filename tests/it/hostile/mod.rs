@@ -263,6 +263,11 @@ async fn hostile_traffic_short() {
 async fn hostile_full() {
     let (rows, t) = run_all(true).await;
     println!("\nHOSTILE-TABLE-BEGIN\n{}HOSTILE-TABLE-END", table(&rows));
+    for f in rows.iter().filter(|f| !f.failed.is_empty()) {
+        let mut kinds: Vec<&String> = f.failed.iter().collect();
+        kinds.dedup();
+        println!("{}: legitimate requests failed: {kinds:?}", f.name);
+    }
     println!("server log, lines by kind, whole run:");
     for (n, kind) in t.log_summary() {
         println!("{n:>8}  {kind}");
@@ -491,6 +496,20 @@ async fn malformed_requests_over_http2_get_4xx_and_https_has_hsts() {
             "{method} {host} {path:.80}: {status}"
         );
     }
+    // An address in the JSON path stays out of the info log.
+    let req = http::Request::get(
+        "https://autodiscover.example.com/autodiscover/autodiscover.json/v1.0/secret.person@example.com?Protocol=AutodiscoverV1",
+    )
+    .body(())
+    .unwrap();
+    let (resp, _) = h2.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    let log = t.log_text();
+    assert!(log.contains("[address]@example.com"), "{log}");
+    assert!(
+        !log.contains("secret.person"),
+        "address in the info log: {log}"
+    );
     // HSTS over HTTPS for our names, not over plain HTTP.
     let req = http::Request::get(format!("https://{NAME}/mail/config-v1.1.xml"))
         .body(())
@@ -552,4 +571,30 @@ async fn acme_validation_gets_through_a_rate_limited_address() {
     assert_eq!(get("/.well-known/acme-challenge/some-token").await, "404");
     // Another client is not affected.
     assert!(t.get_http(Ipv4Addr::new(127, 0, 0, 5)).await.is_ok());
+}
+
+/// At the global cap, a newcomer is not turned away: the connection idle the
+/// longest is closed to make room, and only that one (before this, the
+/// newcomer waited until the idle deadline closed every idle connection).
+#[tokio::test]
+async fn a_full_server_makes_room_by_closing_the_longest_idle_connection() {
+    let t = Target::start_with("\n[limits]\nmax_connections = 8\nmax_connections_per_client = 8\n")
+        .await;
+    let mut idle = Vec::new();
+    for i in 0..8 {
+        idle.push(connect_from(target::spread(40, i), t.http).await.unwrap());
+    }
+    // Old enough to be evicted (EVICT_MIN_IDLE), far from the 2 s deadline.
+    tokio::time::sleep(mailconfd::server::EVICT_MIN_IDLE * 2).await;
+    t.get_http(LEGIT).await.unwrap();
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut buf = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1, "idle connections closed to make room");
 }

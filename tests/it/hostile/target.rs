@@ -40,6 +40,11 @@ impl Target {
     /// Starts the binary (`MAILCONFD_BIN`, else the one cargo built) with the
     /// default limits and waits (bounded) until HTTPS answers.
     pub async fn start() -> Target {
+        Target::start_with("").await
+    }
+
+    /// Like `start`, with `extra` appended to the config (e.g. a `[limits]` table).
+    pub async fn start_with(extra: &str) -> Target {
         let dir = tempfile::tempdir().unwrap();
         let (http, https) = (free_port(), free_port());
         let state = dir.path().join("state");
@@ -52,7 +57,8 @@ impl Target {
                     state.display().to_string()
                 ),
             )
-            .replace("mode = \"off\"", "mode = \"local\"");
+            .replace("mode = \"off\"", "mode = \"local\"")
+            + extra;
         let config_path = dir.path().join("mailconfd.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("log");
@@ -76,7 +82,8 @@ impl Target {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("local-ca.pem not written within 30 s");
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("local-ca.pem not written within 30 s\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
