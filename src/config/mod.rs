@@ -70,7 +70,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
         LimitsConfig {
-            max_connections: 4_096,
+            max_connections: 16_384,
             max_connections_per_client: 64,
             ipv6_client_prefix: 64,
             connections_per_second: 20,

@@ -32,7 +32,7 @@ use crate::config::LimitsConfig;
 use crate::http::Shared;
 
 /// The default open connections at once, all listeners together.
-pub const MAX_CONNECTIONS: usize = 4_096;
+pub const MAX_CONNECTIONS: usize = 16_384;
 /// The default open connections at once from one client.
 pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 /// In-flight requests get this long to finish on shutdown.
@@ -83,6 +83,7 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: Canc
         let c = shared.config.borrow();
         (c.limits, c.server.trusted_proxies.clone())
     };
+    check_open_file_limit(config.max_connections);
     let tracker = TaskTracker::new();
     let (http1, http2) = conn::builders();
     let ctx = Arc::new(conn::Ctx {
@@ -116,6 +117,30 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: Canc
         tracing::warn!(
             open = tracker.len(),
             "connections still open after the shutdown grace period; closing them"
+        );
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (started by hand, the soft
+/// limit is often 1024; the systemd unit sets 65536) and warns if it still
+/// cannot hold `max_connections`, the connections waiting for a place (a
+/// quarter more) and some files of our own.
+fn check_open_file_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let mut limit = soft;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        limit = hard;
+    }
+    let needed = (max_connections + max_connections.div_ceil(4) + 256) as u64;
+    if limit < needed {
+        tracing::warn!(
+            open_files = limit,
+            needed,
+            "the open-file limit is below what limits.max_connections needs; \
+             raise LimitNOFILE or lower max_connections"
         );
     }
 }

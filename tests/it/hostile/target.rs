@@ -45,6 +45,7 @@ impl Target {
 
     /// Like `start`, with `extra` appended to the config (e.g. a `[limits]` table).
     pub async fn start_with(extra: &str) -> Target {
+        raise_open_file_limit();
         let dir = tempfile::tempdir().unwrap();
         let (http, https) = (free_port(), free_port());
         let state = dir.path().join("state");
@@ -247,4 +248,15 @@ pub async fn connect_from(src: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpS
 /// The `i`-th address of a /16 on loopback, e.g. `spread(20, i)` = 127.20.x.y.
 pub fn spread(net: u8, i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, net, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+/// The attacks hold thousands of sockets: raise the soft open-file limit to
+/// the hard one (CI shells often start at 1024). The server inherits it.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }
