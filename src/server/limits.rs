@@ -285,7 +285,7 @@ impl Limits {
     }
 
     /// Whether the minute's log budget has room for one more line.
-    fn log_budget(&self) -> bool {
+    pub fn log_budget(&self) -> bool {
         let minute = self.now_ms() / 60_000;
         let mut b = self.log.lock().expect("log lock: no panics while held");
         b.allow(minute).is_some()

@@ -123,8 +123,9 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: Canc
 
 /// Raises the soft open-file limit to the hard one (started by hand, the soft
 /// limit is often 1024; the systemd unit sets 65536) and warns if it still
-/// cannot hold `max_connections`, the connections waiting for a place (a
-/// quarter more) and some files of our own.
+/// cannot hold `max_connections` and some files of our own. (Connections
+/// waiting for a place, up to a quarter more, are not counted: running out
+/// there only means a newcomer is closed at once, as without the queue.)
 fn check_open_file_limit(max_connections: usize) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
@@ -134,7 +135,7 @@ fn check_open_file_limit(max_connections: usize) {
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
         limit = hard;
     }
-    let needed = (max_connections + max_connections.div_ceil(4) + 256) as u64;
+    let needed = (max_connections + 256) as u64;
     if limit < needed {
         tracing::warn!(
             open_files = limit,
@@ -158,8 +159,12 @@ async fn accept_loop(
             accepted = listener.tcp.accept() => match accepted {
                 Ok((tcp, peer)) => admit(tcp, peer, &listener, &ctx, &queue, &tracker),
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, listen = ?local, "accept failed");
+                    // EMFILE and friends: back off briefly instead of spinning;
+                    // logged within the refusal budget (this repeats 10 times a
+                    // second while it lasts).
+                    if ctx.limits.log_budget() {
+                        tracing::warn!(error = %e, listen = ?local, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
