@@ -34,10 +34,10 @@ fn render(c: &mut Criterion) {
     let schema = ResponseSchema::Outlook2006a;
 
     c.bench_function("thunderbird/address", |b| {
-        b.iter(|| thunderbird::render(black_box(p), Some(black_box(&address))))
+        b.iter(|| thunderbird::render(black_box(p), address.domain(), Some(black_box(&address))))
     });
     c.bench_function("thunderbird/generic", |b| {
-        b.iter(|| thunderbird::render(black_box(p), None))
+        b.iter(|| thunderbird::render(black_box(p), address.domain(), None))
     });
     c.bench_function("autodiscover/parse_request", |b| {
         b.iter(|| autodiscover::parse_request(black_box(POX_REQUEST.as_bytes())).unwrap())

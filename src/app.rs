@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -15,14 +16,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::certs::acme::AcmeIssuer;
 use crate::certs::local::{self, LocalIssuer};
-use crate::certs::manager::Manager;
+use crate::certs::manager::{Manager, StatusCounts};
 use crate::certs::{Issuer, files};
 use crate::config::{self, Config, TlsMode};
 use crate::http::{Hooks, NoHooks, Shared};
+use crate::metrics::{self, Metrics};
 use crate::server::{self, Listener};
 use crate::signals;
+use crate::sources;
 use crate::store::{SledStore, Store};
 use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
+use crate::{reload, systemd};
 
 /// Certificates the local CA issues at once (each is a key generation and a signature).
 const LOCAL_CONCURRENT_ISSUES: usize = 16;
@@ -119,11 +123,20 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let state_dir = config.server.state_dir.clone();
     let acme_config = config.acme.clone();
     let key_type = config.tls.key_type;
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let config = Arc::new(config);
+    let (config_tx, config_rx) = watch::channel(config.clone());
+    // Domain sources: the file's config plus every source's list, fetched
+    // once before anything serves, so the first answers know every domain.
+    let publisher = sources::Publisher::new(config_tx, &state_dir);
+    publisher.set_base(config);
+    publisher.fetch_all_once().await;
+    publisher.spawn_refreshers(shutdown.clone());
 
     let resolver = Arc::new(CertResolver::new());
+    let metrics = Arc::new(Metrics::new());
     let mut manager_task = None;
     let mut store_for_shutdown: Option<Arc<dyn Store>> = None;
+    let mut status_counts: Option<watch::Receiver<StatusCounts>> = None;
     match tls_mode {
         TlsMode::Off => {}
         TlsMode::Files => {
@@ -139,21 +152,26 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 tracing::info!(ca_file = %local::ca_file(&state_dir).display(), "local CA: clients must trust this file");
                 Arc::new(local)
             } else {
-                Arc::new(AcmeIssuer::new(
-                    acme_config.clone(),
-                    key_type,
-                    store.clone(),
-                    resolver.clone(),
-                ))
+                Arc::new(
+                    AcmeIssuer::new(
+                        acme_config.clone(),
+                        key_type,
+                        store.clone(),
+                        resolver.clone(),
+                    )
+                    .with_metrics(metrics.clone()),
+                )
             };
-            let manager = Manager {
-                store: store.clone(),
-                resolver: resolver.clone(),
+            let manager = Manager::new(
+                store.clone(),
+                resolver.clone(),
                 issuer,
-                config: config_rx.clone(),
-                state_dir: state_dir.clone(),
-            };
+                config_rx.clone(),
+                state_dir.clone(),
+            )
+            .with_metrics(metrics.clone());
             manager.deploy_stored();
+            status_counts = Some(manager.status_counts());
             // The local CA has no rate limits: only CPU bounds it.
             let (concurrent, per_3h) = if tls_mode == TlsMode::Local {
                 (LOCAL_CONCURRENT_ISSUES, u32::MAX)
@@ -194,26 +212,98 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             resolver: resolver.clone(),
         })
     };
+    let metrics_listen = config_rx.borrow().server.metrics_listen;
+    if let Some(addr) = metrics_listen {
+        let listener = bind(addr).await?;
+        tracing::info!(listen = %display_addr(&listener), scheme = "http", "metrics listening");
+        let notes_publisher = publisher.clone();
+        let notes: metrics::ReadyNotes = Arc::new(move || {
+            notes_publisher
+                .failing()
+                .into_iter()
+                .map(|(id, e)| {
+                    format!("domain source of provider {id} failing (last good list served): {e}")
+                })
+                .collect()
+        });
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            config_rx.clone(),
+            resolver.clone(),
+            notes,
+            shutdown.clone(),
+        ));
+        if tls_mode != TlsMode::Off {
+            spawn_certificate_gauges(
+                metrics.clone(),
+                config_rx.clone(),
+                store_for_shutdown.clone(),
+                resolver.clone(),
+                status_counts.clone(),
+                shutdown.clone(),
+            );
+        }
+    }
     let shared = Arc::new(Shared {
         config: config_rx,
         hooks,
     });
 
+    let status_inputs = StatusInputs {
+        resolver: resolver.clone(),
+        publisher: publisher.clone(),
+        counts: status_counts.clone(),
+    };
+    systemd::ready(&status_inputs.line(&shared.config.borrow()));
+    tracing::info!("ready");
+    reload::record(&reload::Outcome {
+        pid: std::process::id(),
+        generation: 0,
+        applied: true,
+        problems: Vec::new(),
+    });
     let reloader = {
         let shutdown = shutdown.clone();
-        let resolver_for_reload = resolver.clone();
+        let reload_metrics = metrics.clone();
+        let config_now = shared.config.clone();
+        let publisher = publisher.clone();
+        let status_inputs = status_inputs.clone();
+        let resolver = resolver.clone();
         tokio::spawn(async move {
+            let mut generation = 0;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     msg = reload.recv() => match msg {
                         Some(()) => {
-                            reload_config(&config_path, &config_tx).await;
-                            if tls_mode == TlsMode::Files {
-                                for problem in files::load_into(&config_tx.borrow(), &resolver_for_reload) {
+                            systemd::reloading();
+                            generation += 1;
+                            let old = config_now.borrow().clone();
+                            let result = match reload::apply(&config_path, &old).await {
+                                Ok(new) => {
+                                    let domains = new.domains().count();
+                                    publisher.set_base(Arc::new(new));
+                                    // Sources are read again on SIGHUP too.
+                                    publisher.fetch_all_once().await;
+                                    tracing::info!(domains, "config reloaded");
+                                    Ok(())
+                                }
+                                Err(problems) => Err(problems),
+                            };
+                            reload_metrics.reload(result.is_ok());
+                            if result.is_ok() && tls_mode == TlsMode::Files {
+                                for problem in files::load_into(&config_now.borrow(), &resolver) {
                                     tracing::error!(problem = %problem, "certificate file not reloaded; the old certificate keeps serving");
                                 }
                             }
+                            reload::record(&reload::Outcome {
+                                pid: std::process::id(),
+                                generation,
+                                applied: result.is_ok(),
+                                problems: result.err().unwrap_or_default(),
+                            });
+                            systemd::ready(&status_inputs.line(&config_now.borrow()));
                         }
                         None => { shutdown.cancelled().await; break; }
                     },
@@ -221,9 +311,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         })
     };
+    spawn_status_updates(
+        shared.config.clone(),
+        status_inputs,
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    {
+        // STOPPING=1 as soon as shutdown starts, not after the drain.
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            systemd::stopping();
+        });
+    }
 
     server::serve(listeners, shared, shutdown.clone()).await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     reloader.abort();
     if let Some(task) = manager_task {
         let _ = task.await;
@@ -240,46 +343,141 @@ fn display_addr(tcp: &TcpListener) -> String {
         .map_or_else(|_| "?".to_owned(), |a| a.to_string())
 }
 
-/// Loads and validates the whole file; on any problem the old config stays.
-async fn reload_config(path: &Path, tx: &watch::Sender<Arc<Config>>) {
-    let path_owned = path.to_owned();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path_owned)).await;
-    let new = match loaded {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::error!(problems = %e.lines().join("; "), "reload failed; keeping the old config");
-            return;
+/// How often the certificate gauges are recomputed.
+const CERTIFICATE_GAUGES_REFRESH: Duration = Duration::from_secs(30);
+
+/// Keeps `mailconfd_certificates` and `mailconfd_certificate_expiry_seconds`
+/// current: from the store's records (ACME, local CA), or from the deployed
+/// certificates themselves (files mode).
+fn spawn_certificate_gauges(
+    metrics: Arc<Metrics>,
+    mut config: watch::Receiver<Arc<Config>>,
+    store: Option<Arc<dyn Store>>,
+    resolver: Arc<CertResolver>,
+    mut counts: Option<watch::Receiver<StatusCounts>>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CERTIFICATE_GAUGES_REFRESH);
+        let mut valid_before = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                changed = config.changed() => if changed.is_err() { return },
+                // A certificate deployed or lost: recompute now, not at the next tick.
+                changed = async {
+                    match counts.as_mut() {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed.is_err() {
+                        counts = None;
+                        continue;
+                    }
+                    let valid = counts.as_ref().map(|c| c.borrow().certificates_valid);
+                    if valid == valid_before {
+                        continue;
+                    }
+                    valid_before = valid;
+                }
+            }
+            let snapshot = config.borrow_and_update().clone();
+            let store = store.clone();
+            let resolver = resolver.clone();
+            // Store reads and certificate parsing: off the async workers.
+            let domains = tokio::task::spawn_blocking(move || {
+                // The configured CA's certificate (another CA's, still serving
+                // after a switch, is not what clients will trust).
+                let issuer = crate::certs::issuer_of(&snapshot);
+                snapshot
+                    .domains()
+                    .map(|(d, _)| {
+                        let not_after = match &store {
+                            Some(store) => {
+                                store.cert(d, &issuer).ok().flatten().map(|c| c.not_after)
+                            }
+                            None => resolver.domain_key(d).and_then(|k| {
+                                let leaf = k.cert.first()?;
+                                let (_, cert) =
+                                    x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+                                Some(cert.validity().not_after.timestamp())
+                            }),
+                        };
+                        (d.to_owned(), not_after)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            if let Ok(domains) = domains {
+                metrics.set_certificates(&domains, crate::certs::unix_now());
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed; keeping the old config");
-            return;
+    });
+}
+
+/// How often the `STATUS=` line is refreshed (certificates arrive in the
+/// background); it is sent only when it changed.
+const STATUS_REFRESH: Duration = Duration::from_secs(5);
+
+/// What the `STATUS=` line is made of.
+#[derive(Clone)]
+struct StatusInputs {
+    resolver: Arc<CertResolver>,
+    publisher: Arc<sources::Publisher>,
+    counts: Option<watch::Receiver<StatusCounts>>,
+}
+
+impl StatusInputs {
+    /// The status line, with failing domain sources named.
+    fn line(&self, config: &Config) -> String {
+        let counts = self.counts.as_ref().map(|c| *c.borrow());
+        let mut line = systemd::status_line(config, &self.resolver, counts.as_ref());
+        let failing = self.publisher.failing();
+        if let Some((id, _)) = failing.first() {
+            line.push_str(&format!(
+                "; {} domain source(s) failing (provider {id}), serving the last good list",
+                failing.len()
+            ));
         }
-    };
-    let old = tx.borrow().clone();
-    for (key, changed) in [
-        (
-            "server.http_listen",
-            old.server.http_listen != new.server.http_listen,
-        ),
-        (
-            "server.https_listen",
-            old.server.https_listen != new.server.https_listen,
-        ),
-        (
-            "server.state_dir",
-            old.server.state_dir != new.server.state_dir,
-        ),
-        ("tls.mode", old.tls.mode != new.tls.mode),
-        ("acme", old.acme != new.acme),
-    ] {
-        if changed {
-            tracing::warn!(key, "changed key takes effect only after a restart");
-        }
+        line
     }
-    for w in &new.warnings {
-        tracing::warn!(key = %w.key, reason = %w.reason, "config warning");
-    }
-    let domains = new.domains().count();
-    tx.send_replace(Arc::new(new));
-    tracing::info!(domains, "config reloaded");
+}
+
+/// Keeps `STATUS=` and the issuance queue gauge current: on config changes,
+/// on the certificate manager's counts, and every `STATUS_REFRESH`.
+fn spawn_status_updates(
+    mut config: watch::Receiver<Arc<Config>>,
+    inputs: StatusInputs,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut last = String::new();
+        let mut tick = tokio::time::interval(STATUS_REFRESH);
+        let mut counts = inputs.counts.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                changed = config.changed() => if changed.is_err() { return },
+                changed = async {
+                    match counts.as_mut() {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => if changed.is_err() { counts = None },
+            }
+            if let Some(c) = &counts {
+                let queued = i64::try_from(c.borrow().orders_queued).unwrap_or(i64::MAX);
+                metrics.issuance_queue_depth.set(queued);
+            }
+            let line = inputs.line(&config.borrow_and_update());
+            if line != last {
+                systemd::status(&line);
+                last = line;
+            }
+        }
+    });
 }

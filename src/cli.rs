@@ -26,6 +26,9 @@ pub enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also run every domain source ([provider.domains_from]) once and print what it returns
+        #[arg(long)]
+        online: bool,
     },
     /// Print one document to stdout, exactly as the server serves it
     Render {
@@ -53,6 +56,34 @@ pub enum Command {
     Health {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also require a valid certificate for every configured name (readiness, not just liveness)
+        #[arg(long)]
+        ready: bool,
+    },
+    /// Check from the outside what clients will see: DNS records, CAA, names, HTTPS, mail servers' TLS
+    Doctor {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this mail domain
+        #[arg(long)]
+        domain: Option<String>,
+        /// Ask this DNS server (IP or IP:PORT) instead of the system's resolver
+        #[arg(long)]
+        resolver: Option<String>,
+        /// Also trust this CA (PEM) for HTTPS and mail certificates, e.g. tls.mode = "local"'s CA
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Print JSON instead of the report
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config, send SIGHUP to the daemon and wait for it to apply the file (systemd's ExecReload)
+    Reload {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The daemon's process id (systemd: $MAINPID)
+        #[arg(long)]
+        pid: u32,
     },
     /// Print a [[provider]] TOML block equivalent to a Thunderbird config-v1.1.xml
     Import {

@@ -53,15 +53,90 @@ pub fn check(path: &Path) -> Result<(Config, String), CommandError> {
                 reason: format!("no certificate covers autoconfig.{d}: HTTPS for {d} will fail"),
             });
         }
+        let bare_uncovered: Vec<String> = config
+            .domains()
+            .filter(|(d, _)| config.serves_bare_domain(d))
+            .filter(|(d, _)| {
+                !resolver
+                    .domain_names(d)
+                    .is_some_and(|names| names.iter().any(|n| n == d))
+            })
+            .map(|(d, _)| d.to_owned())
+            .collect();
+        for d in bare_uncovered {
+            config.warnings.push(crate::config::Problem {
+                key: "tls.files".into(),
+                reason: format!(
+                    "bare_domain is on but no certificate covers {d}: https://{d}/ will fail"
+                ),
+            });
+        }
     }
+    let clients = client_report(&mut config);
     let summary = format!(
-        "{}: ok, {} provider(s), {} mail domain(s), tls.mode = {:?}",
+        "{}: ok, {} provider(s), {} mail domain(s), tls.mode = {:?}\n{clients}",
         path.display(),
         config.providers.len(),
         config.domains().count(),
         config.tls.mode
     );
-    Ok((config, summary))
+    Ok((config, summary.trim_end().to_owned()))
+}
+
+/// For `check`: per provider, which server each single-server client gets
+/// and what the bare domain needs; a warning for each client that would
+/// throw the whole document away (unless validation already named it).
+fn client_report(config: &mut Config) -> String {
+    use crate::render::clients;
+    let mut out = String::new();
+    let mut warnings = Vec::new();
+    for (i, provider) in config.providers.iter().enumerate() {
+        let Some(domain) = provider.domains.first() else {
+            continue;
+        };
+        let Ok(sample) = EmailAddress::parse(&format!("user@{domain}")) else {
+            continue;
+        };
+        out.push_str(&format!("provider[{i}] ({}), for {sample}:\n", provider.id));
+        for v in clients::verdicts(provider, &sample) {
+            match &v.outcome {
+                Ok(took) => out.push_str(&format!("  {}: {took}\n", v.client)),
+                Err(reason) => {
+                    out.push_str(&format!("  {}: {reason}\n", v.client));
+                    let key = format!("provider[{i}]");
+                    let named = config.warnings.iter().any(|w| {
+                        (w.key == key || w.key.starts_with(&format!("{key}.")))
+                            && w.reason.contains(v.client)
+                    });
+                    if !named {
+                        warnings.push(crate::config::Problem {
+                            key,
+                            reason: format!("{}: {reason}", v.client),
+                        });
+                    }
+                }
+            }
+        }
+        match provider.pacc() {
+            Ok(_) if provider.publish_pacc => out.push_str(&format!(
+                "  PACC: served at https://ua-auto-config.{domain}/.well-known/user-agent-configuration.json (publish the _ua-auto-config TXT digest: mailconfd dns)\n"
+            )),
+            Ok(_) => {}
+            Err(reason) if provider.publish_pacc => {
+                out.push_str(&format!("  PACC: left out: {reason}\n"))
+            }
+            Err(_) => {}
+        }
+        for d in &provider.domains {
+            if config.serves_bare_domain(d) {
+                out.push_str(&format!(
+                    "  bare_domain: https://{d}/ is served and {d} is in its certificate: {d}'s A/AAAA records must point here (mailconfd dns --domain {d})\n"
+                ));
+            }
+        }
+    }
+    config.warnings.extend(warnings);
+    out
 }
 
 /// `render`: exactly the bytes the server serves for this address (profiles
@@ -79,7 +154,7 @@ pub fn render(path: &Path, email: &str, format: Format) -> Result<Vec<u8>, Comma
             ))
         })?;
     let doc = match format {
-        Format::Thunderbird => thunderbird::render(provider, Some(&address)),
+        Format::Thunderbird => thunderbird::render(provider, address.domain(), Some(&address)),
         Format::Autodiscover => autodiscover::render(
             provider,
             &address,
@@ -122,6 +197,12 @@ pub fn dns(path: &Path, only: Option<&str>) -> Result<String, CommandError> {
             provider,
             domain,
             config.server.public_name.as_deref(),
+        ));
+        out.push('\n');
+        out.push_str(&dns::bare_domain(
+            domain,
+            config.server.public_name.as_deref(),
+            config.serves_bare_domain(domain),
         ));
         out.push('\n');
     }
@@ -189,19 +270,99 @@ pub fn certs(path: &Path) -> Result<String, CommandError> {
                     ))
                 })?,
             };
-            Ok(report::format_table(&rows))
+            let mut out = report::format_table(&rows);
+            out.push_str(&source_lines(&config));
+            Ok(out)
         }
     }
+}
+
+/// Domain sources as the running daemon last saw them.
+fn source_lines(config: &Config) -> String {
+    if config.domain_sources.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\ndomain sources\n");
+    for row in crate::sources::read_status(&config.server.state_dir) {
+        match row.error {
+            None => out.push_str(&format!("  {}: {} domain(s)\n", row.provider, row.domains)),
+            Some(e) => out.push_str(&format!(
+                "  {}: FAILING, serving the last good list of {} domain(s): {e}\n",
+                row.provider, row.domains
+            )),
+        }
+    }
+    out
 }
 
 /// How long `health` waits for the daemon.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `health`: GET the Thunderbird document of the first domain over the first
-/// HTTP listener; exit 0 only on 200.
-pub fn health(path: &Path) -> Result<(), CommandError> {
-    use std::io::{Read as _, Write as _};
+/// HTTP listener; exit 0 only on 200 (liveness). With `ready`, also every
+/// configured domain must have a valid certificate (readiness): from the
+/// running daemon's `certs.json` report (ACME, local CA), or the certificate
+/// files (files mode).
+pub fn health(path: &Path, ready: bool) -> Result<(), CommandError> {
     let config = config::load(path)?;
+    health_answers(&config)?;
+    if ready {
+        let missing = domains_without_valid_certificate(&config)?;
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+            return Err(CommandError::Other(format!(
+                "not ready: {} domain(s) without a valid certificate: {}{}",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn domains_without_valid_certificate(config: &Config) -> Result<Vec<String>, CommandError> {
+    use crate::config::TlsMode;
+    match config.tls.mode {
+        TlsMode::Off => Ok(Vec::new()),
+        TlsMode::Files => {
+            let resolver = crate::tls::CertResolver::new();
+            let _ = crate::certs::files::load_into(config, &resolver);
+            Ok(config
+                .domains()
+                .filter(|(d, _)| resolver.domain_key(d).is_none())
+                .map(|(d, _)| d.to_owned())
+                .collect())
+        }
+        TlsMode::Acme | TlsMode::Local => {
+            let rows =
+                crate::certs::report::read_snapshot(&config.server.state_dir).map_err(|e| {
+                    CommandError::Other(format!(
+                        "not ready: no certificate report from the daemon ({}): {e}",
+                        crate::certs::report::snapshot_file(&config.server.state_dir).display()
+                    ))
+                })?;
+            let now = crate::certs::unix_now();
+            let valid: std::collections::HashSet<&str> = rows
+                .iter()
+                .filter(|r| r.state.starts_with("valid") && r.not_after.is_some_and(|t| t > now))
+                .map(|r| r.domain.as_str())
+                .collect();
+            Ok(config
+                .domains()
+                .filter(|(d, _)| !valid.contains(d))
+                .map(|(d, _)| d.to_owned())
+                .collect())
+        }
+    }
+}
+
+fn health_answers(config: &Config) -> Result<(), CommandError> {
+    use std::io::{Read as _, Write as _};
     let mut addr = *config.server.http_listen.first().ok_or_else(|| {
         CommandError::Other("server.http_listen is empty: nothing to check".into())
     })?;
@@ -238,4 +399,81 @@ pub fn health(path: &Path) -> Result<(), CommandError> {
             String::from_utf8_lossy(&head)
         )))
     }
+}
+
+/// `doctor`: every check, on a runtime of its own.
+pub fn doctor(
+    path: &Path,
+    domain: Option<String>,
+    resolver: Option<&str>,
+    ca_file: Option<std::path::PathBuf>,
+) -> Result<crate::doctor::report::Report, CommandError> {
+    let config = config::load(path)?;
+    let resolver = resolver
+        .map(|r| {
+            r.parse::<std::net::SocketAddr>()
+                .or_else(|_| r.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map_err(|_| {
+                    CommandError::Other(format!("--resolver {r}: not an IP address or IP:PORT"))
+                })
+        })
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::Other(format!("starting the runtime: {e}")))?;
+    let opts = crate::doctor::Options {
+        domain,
+        resolver,
+        ca_file,
+    };
+    runtime
+        .block_on(crate::doctor::run(&config, &opts))
+        .map_err(CommandError::Other)
+}
+
+/// `check --online`: every domain source run once. Lines to print, and
+/// whether every source answered.
+pub fn check_sources_online(config: &Config) -> (Vec<String>, bool) {
+    if config.domain_sources.is_empty() {
+        return (vec!["no domain sources to run".to_owned()], true);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return (vec![format!("starting the runtime: {e}")], false),
+    };
+    let mut lines = Vec::new();
+    let mut all_ok = true;
+    for source in &config.domain_sources {
+        let provider = &config.providers[source.provider].id;
+        let started = std::time::Instant::now();
+        match runtime.block_on(crate::sources::fetch(source)) {
+            Ok((domains, skipped)) => {
+                lines.push(format!(
+                    "provider {provider}: {}: {} domain(s) in {} ms{}",
+                    source.describe(),
+                    domains.len(),
+                    started.elapsed().as_millis(),
+                    domains
+                        .first()
+                        .map(|d| format!(", e.g. {d}"))
+                        .unwrap_or_default()
+                ));
+                for s in skipped.iter().take(5) {
+                    lines.push(format!("  skipped: {s}"));
+                }
+            }
+            Err(e) => {
+                all_ok = false;
+                lines.push(format!(
+                    "provider {provider}: {}: FAILED: {e}",
+                    source.describe()
+                ));
+            }
+        }
+    }
+    (lines, all_ok)
 }

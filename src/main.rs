@@ -28,12 +28,21 @@ fn main() -> ExitCode {
                 },
             }
         }
-        Command::Check { config } => match commands::check(&config.path) {
+        Command::Check { config, online } => match commands::check(&config.path) {
             Ok((cfg, summary)) => {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
                 }
                 println!("{summary}");
+                if online {
+                    let (lines, all_ok) = commands::check_sources_online(&cfg);
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    if !all_ok {
+                        return ExitCode::from(1);
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => command_failed(e),
@@ -54,9 +63,44 @@ fn main() -> ExitCode {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),
         },
-        Command::Health { config } => match commands::health(&config.path) {
+        Command::Health { config, ready } => match commands::health(&config.path, ready) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => command_failed(e),
+        },
+        Command::Doctor {
+            config,
+            domain,
+            resolver,
+            ca_file,
+            json,
+        } => match commands::doctor(&config.path, domain, resolver.as_deref(), ca_file) {
+            Ok(report) => {
+                let text = if json {
+                    report.to_json()
+                } else {
+                    report.to_text()
+                };
+                match write_stdout(text.as_bytes()) {
+                    code if code != ExitCode::SUCCESS => code,
+                    _ if report.failed() => ExitCode::from(1),
+                    _ => ExitCode::SUCCESS,
+                }
+            }
+            Err(e) => command_failed(e),
+        },
+        Command::Reload { config, pid } => match mailconfd::reload::request(&config.path, pid) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(mailconfd::reload::ReloadError::Refused(problems)) => fail(
+                &format!(
+                    "{}\nreload refused; the running configuration stays",
+                    problems.join("\n")
+                ),
+                EXIT_CONFIG,
+            ),
+            Err(e) => fail(&e.to_string(), 1),
         },
         Command::Import { file } => match commands::import(&file) {
             Ok(text) => write_stdout(text.as_bytes()),

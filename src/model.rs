@@ -26,6 +26,32 @@ pub struct Provider {
     pub logo_url: Option<String>,
     /// Support contact shown on the settings page (URL or e-mail address).
     pub support: Option<String>,
+    /// Where clients get OAuth2 tokens for servers that list `OAuth2`.
+    pub oauth2: Option<OAuth2>,
+    /// `pacc = true`: serve PACC on `ua-auto-config.D` (opt-in, because that
+    /// name joins each domain's certificate and needs DNS first).
+    pub publish_pacc: bool,
+}
+
+/// OAuth 2.0 hints: the authorization server (RFC 8414 issuer) and, for clients
+/// that do not read its metadata, the endpoints and scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2 {
+    /// Absolute `https://` URL.
+    pub issuer: String,
+    /// Space-separated scopes, possibly empty.
+    pub scope: String,
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+}
+
+impl OAuth2 {
+    /// Whether config-v1.1's `<oAuth2>` can be written: parsers that read it
+    /// (io-pim-discovery, older Thunderbird for Android) need scope and both
+    /// URLs, and io-pim-discovery drops the whole document without them.
+    pub fn is_complete(&self) -> bool {
+        !self.scope.is_empty() && self.auth_url.is_some() && self.token_url.is_some()
+    }
 }
 
 impl Provider {
@@ -43,6 +69,100 @@ impl Provider {
     pub fn first(&self, kind: ServerKind) -> Option<&Server> {
         self.servers.iter().find(|s| s.kind == kind)
     }
+
+    /// The OAuth2 hints, when some server lists OAuth2 (else nobody needs them).
+    pub fn oauth2_hints(&self) -> Option<&OAuth2> {
+        self.oauth2
+            .as_ref()
+            .filter(|_| self.servers.iter().any(|s| s.auth.contains(&Auth::OAuth2)))
+    }
+
+    /// The JMAP session URL (the first `jmap` server's), if any.
+    pub fn jmap_url(&self) -> Option<&str> {
+        self.first(ServerKind::Jmap).and_then(Server::url)
+    }
+
+    /// Whether PACC is served: asked for (`pacc = true`) and expressible.
+    pub fn serves_pacc(&self) -> bool {
+        self.publish_pacc && self.pacc().is_ok()
+    }
+
+    /// What PACC (draft-ietf-mailmaint-pacc-02) can say about this provider,
+    /// or why it cannot describe it. PACC has no ports, no STARTTLS, no login
+    /// name and no placeholders: a mail server qualifies only with implicit
+    /// TLS on the default port, a literal host name and `%EMAILADDRESS%` as
+    /// its login; URL servers with a literal https URL. Per kind the first
+    /// server that qualifies is taken (the operator's order); mail needs an
+    /// incoming server (IMAP, POP3 or JMAP) and, without JMAP, SMTP too.
+    ///
+    /// # Errors
+    /// A reason for `check` when PACC would describe the provider wrongly.
+    pub fn pacc(&self) -> Result<Pacc<'_>, &'static str> {
+        let pick = |kind: ServerKind| {
+            self.servers.iter().find(|s| {
+                s.kind == kind
+                    && s.username == "%EMAILADDRESS%"
+                    && match &s.endpoint {
+                        Endpoint::Host {
+                            host,
+                            port,
+                            security: Security::Tls,
+                        } => !host.contains('%') && Some(*port) == kind.default_port(Security::Tls),
+                        Endpoint::Host { .. } => false,
+                        Endpoint::Url(u) => u.starts_with("https://") && !u.contains('%'),
+                    }
+            })
+        };
+        let p = Pacc {
+            imap: pick(ServerKind::Imap),
+            pop3: pick(ServerKind::Pop3),
+            smtp: pick(ServerKind::Smtp),
+            jmap: pick(ServerKind::Jmap),
+            caldav: pick(ServerKind::CalDav),
+            carddav: pick(ServerKind::CardDav),
+        };
+        let mail = [p.imap, p.pop3, p.smtp, p.jmap];
+        if p.jmap.is_none() && (p.smtp.is_none() || (p.imap.is_none() && p.pop3.is_none())) {
+            return Err(
+                "PACC describes only implicit TLS on the default ports (IMAP 993, POP3 995, SMTP 465) with the address as login name and literal host names; no incoming or no SMTP server here qualifies",
+            );
+        }
+        if !mail.iter().flatten().any(|s| {
+            s.auth
+                .iter()
+                .any(|a| a.uses_password() || *a == Auth::OAuth2)
+        }) {
+            return Err("PACC knows only password and OAuth2 logins");
+        }
+        Ok(p)
+    }
+}
+
+/// The servers PACC describes: per kind the first that it can express.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacc<'p> {
+    pub imap: Option<&'p Server>,
+    pub pop3: Option<&'p Server>,
+    pub smtp: Option<&'p Server>,
+    pub jmap: Option<&'p Server>,
+    pub caldav: Option<&'p Server>,
+    pub carddav: Option<&'p Server>,
+}
+
+impl Pacc<'_> {
+    /// Every described server.
+    pub fn servers(&self) -> impl Iterator<Item = &Server> {
+        [
+            self.imap,
+            self.pop3,
+            self.smtp,
+            self.jmap,
+            self.caldav,
+            self.carddav,
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// What a server offers.
@@ -54,6 +174,8 @@ pub enum ServerKind {
     CalDav,
     CardDav,
     ActiveSync,
+    /// JMAP (RFC 8620), located by its session URL.
+    Jmap,
 }
 
 impl ServerKind {
@@ -66,6 +188,7 @@ impl ServerKind {
             ServerKind::CalDav => "caldav",
             ServerKind::CardDav => "carddav",
             ServerKind::ActiveSync => "activesync",
+            ServerKind::Jmap => "jmap",
         }
     }
 
@@ -77,6 +200,7 @@ impl ServerKind {
             "caldav" => ServerKind::CalDav,
             "carddav" => ServerKind::CardDav,
             "activesync" => ServerKind::ActiveSync,
+            "jmap" => ServerKind::Jmap,
             _ => return None,
         })
     }
@@ -85,11 +209,12 @@ impl ServerKind {
         matches!(self, ServerKind::Imap | ServerKind::Pop3)
     }
 
-    /// DAV and ActiveSync servers are addressed by URL, mail servers by host and port.
+    /// DAV, ActiveSync and JMAP servers are addressed by URL, mail servers by
+    /// host and port.
     pub fn uses_url(self) -> bool {
         matches!(
             self,
-            ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync
+            ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync | ServerKind::Jmap
         )
     }
 

@@ -3,10 +3,11 @@
 //! its ports first and then becomes `server.user`, so a bug in request
 //! handling never runs with root's rights; without `server.user` it warns.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use nix::unistd::{Gid, Uid, User, chown, setgid, setgroups, setuid};
+use nix::unistd::{Gid, Uid, User, setgid, setgroups, setuid};
 
 /// Becomes `user` if we are root (after the caller has bound its ports),
 /// handing it the state directory first.
@@ -45,16 +46,152 @@ pub fn drop_root(user: Option<&str>, state_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn chown_tree(path: &Path, uid: Uid, gid: Gid) -> anyhow::Result<()> {
-    chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
-    let meta =
-        std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.is_dir() {
-        for entry in
-            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?
-        {
-            chown_tree(&entry?.path(), uid, gid)?;
+/// Hands `root` and everything under it to `uid:gid` without following a
+/// symbolic link anywhere below `root`: the tree belongs to the service user,
+/// who could otherwise plant a link (or a hard link) that makes a later root
+/// start give it any file on the system. Directories are opened with
+/// `O_NOFOLLOW` and walked through their descriptors, entries are changed
+/// relative to them with `AT_SYMLINK_NOFOLLOW`. Symbolic links are left
+/// alone (with a warning); FIFOs, sockets, devices and regular files with
+/// more than one link are refused.
+///
+/// # Errors
+/// An odd file type, or a system call fails: better not to start.
+pub fn chown_tree(root: &Path, uid: Uid, gid: Gid) -> anyhow::Result<()> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    // `root` itself comes from root's own config file and may be a link
+    // (e.g. /var/lib/mailconfd -> private/mailconfd); below it nothing is followed.
+    let fd = open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", root.display()))?;
+    nix::unistd::fchown(&fd, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", root.display()))?;
+    chown_below(fd, root, uid, gid, 0)
+}
+
+/// Deeper than this is not a state directory we made.
+const MAX_DEPTH: usize = 16;
+
+fn chown_below(
+    dir_fd: std::os::fd::OwnedFd,
+    path: &Path,
+    uid: Uid,
+    gid: Gid,
+    depth: usize,
+) -> anyhow::Result<()> {
+    use nix::fcntl::{AtFlags, OFlag, openat};
+    use nix::sys::stat::{Mode, SFlag, fstatat};
+    use std::os::fd::AsFd as _;
+    anyhow::ensure!(depth < MAX_DEPTH, "{} is nested too deeply", path.display());
+    let listing = dir_fd
+        .try_clone()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut dir =
+        nix::dir::Dir::from_fd(listing).with_context(|| format!("reading {}", path.display()))?;
+    for entry in dir.iter() {
+        let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+        let name = entry.file_name().to_owned();
+        let bytes = name.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        let child = path.join(std::ffi::OsStr::from_bytes(bytes));
+        let stat = fstatat(
+            dir_fd.as_fd(),
+            name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .with_context(|| format!("reading {}", child.display()))?;
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            tracing::warn!(path = %child.display(), "not following a symbolic link in the state directory");
+        } else if kind == SFlag::S_IFDIR {
+            let sub = openat(
+                dir_fd.as_fd(),
+                name.as_c_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .with_context(|| format!("opening {}", child.display()))?;
+            nix::unistd::fchown(&sub, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", child.display()))?;
+            chown_below(sub, &child, uid, gid, depth + 1)?;
+        } else if kind == SFlag::S_IFREG {
+            // A hard link could be any file on the same filesystem.
+            anyhow::ensure!(
+                stat.st_nlink <= 1,
+                "refusing to hand over {}: it has {} hard links",
+                child.display(),
+                stat.st_nlink
+            );
+            nix::unistd::fchownat(
+                dir_fd.as_fd(),
+                name.as_c_str(),
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .with_context(|| format!("chown {}", child.display()))?;
+        } else {
+            anyhow::bail!(
+                "refusing to hand over {}: not a regular file or directory",
+                child.display()
+            );
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    /// Needs root (chown to another user); skipped otherwise.
+    #[test]
+    fn chown_follows_no_links_and_refuses_odd_files() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: chown to another user needs root");
+            return;
+        }
+        let (uid, gid) = (Uid::from_raw(65_534), Gid::from_raw(65_534));
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "root's").unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let root = state.path();
+        std::fs::create_dir(root.join("db")).unwrap();
+        std::fs::write(root.join("db/conf"), "x").unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("db/link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("dirlink")).unwrap();
+        chown_tree(root, uid, gid).unwrap();
+        for p in [root.to_owned(), root.join("db"), root.join("db/conf")] {
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().uid(),
+                65_534,
+                "{}",
+                p.display()
+            );
+        }
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().uid(),
+            0,
+            "link followed"
+        );
+        assert_eq!(std::fs::metadata(outside.path()).unwrap().uid(), 0);
+
+        // A hard link to a file elsewhere, then a FIFO: refused, nothing handed over.
+        std::fs::hard_link(&victim, root.join("db/hard")).unwrap();
+        let err = chown_tree(root, uid, gid).unwrap_err();
+        assert!(format!("{err:#}").contains("hard links"), "{err:#}");
+        assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0);
+        std::fs::remove_file(root.join("db/hard")).unwrap();
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = chown_tree(root, uid, gid).unwrap_err();
+        assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
+    }
 }

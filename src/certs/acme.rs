@@ -14,18 +14,20 @@ use instant_acme::{
 };
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 
+mod errors;
+mod http;
+
 use super::{IssueError, Issued, Issuer, RenewalWindow};
 use crate::config::{AcmeConfig, Challenge, KeyType};
 use crate::store::CertRecord;
 use crate::store::Store;
 use crate::tls::CertResolver;
+use errors::{acme_error, problem_text, refused_replacement};
 
 /// How long we wait for the CA to validate and to issue.
 const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// Orders started at once for one domain when the CA keeps rejecting nonces.
 const MAX_ORDER_ATTEMPTS: u32 = 5;
-/// When the CA says rateLimited without saying until when.
-const RATE_LIMITED_WAIT_SECS: u64 = 3600;
 
 pub struct AcmeIssuer {
     config: AcmeConfig,
@@ -35,6 +37,8 @@ pub struct AcmeIssuer {
     account: tokio::sync::Mutex<Option<Account>>,
     /// Until the directory proves otherwise (RFC 9773 renewalInfo).
     ari_supported: AtomicBool,
+    /// Counts the CA's answers by status class when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AcmeIssuer {
@@ -51,15 +55,22 @@ impl AcmeIssuer {
             resolver,
             account: tokio::sync::Mutex::new(None),
             ari_supported: AtomicBool::new(true),
+            metrics: None,
         }
     }
 
+    /// Count the CA's HTTP answers in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> AcmeIssuer {
+        self.metrics = Some(metrics);
+        self
+    }
+
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
-        match &self.config.ca_file {
-            Some(path) => Account::builder_with_root(path),
-            None => Account::builder(),
-        }
-        .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))
+        let client =
+            http::CountingClient::new(self.config.ca_file.as_deref(), self.metrics.clone())
+                .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))?;
+        Ok(Account::builder_with_http(Box::new(client)))
     }
 
     /// The stored account, or a new one (created once, then stored and flushed).
@@ -101,8 +112,11 @@ impl AcmeIssuer {
                     .map_err(acme_error)?;
                 let bytes =
                     serde_json::to_vec(&credentials).map_err(|e| IssueError::new(e.to_string()))?;
-                self.store
-                    .put_account(dir, &bytes)
+                // A flushed write: off the runtime's workers.
+                let (store, url) = (self.store.clone(), dir.clone());
+                tokio::task::spawn_blocking(move || store.put_account(&url, &bytes))
+                    .await
+                    .map_err(|e| IssueError::new(e.to_string()))?
                     .map_err(|e| IssueError::new(format!("{e:#}")))?;
                 tracing::info!(directory = %dir, "ACME account created");
                 account
@@ -115,7 +129,8 @@ impl AcmeIssuer {
     /// Forgets the account (the CA no longer knows it, e.g. a test CA restarted).
     async fn forget_account(&self) {
         *self.account.lock().await = None;
-        let _ = self.store.put_account(&self.config.directory_url, b"");
+        let (store, url) = (self.store.clone(), self.config.directory_url.clone());
+        let _ = tokio::task::spawn_blocking(move || store.put_account(&url, b"")).await;
     }
 
     async fn order(
@@ -127,20 +142,35 @@ impl AcmeIssuer {
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         // Naming the replaced certificate makes a renewal exempt from rate
-        // limits at Let's Encrypt; only where the CA speaks ARI.
-        let replaces = previous
-            .filter(|_| self.ari_supported.load(Ordering::Relaxed))
-            .and_then(certificate_id);
-        let new_order = match replaces.clone() {
-            Some(id) => NewOrder::new(&identifiers).replaces(id),
-            None => NewOrder::new(&identifiers),
-        };
-        let first_try = match account.new_order(&new_order).await {
-            Err(instant_acme::Error::Unsupported(_)) => {
-                self.ari_supported.store(false, Ordering::Relaxed);
-                account.new_order(&NewOrder::new(&identifiers)).await
-            }
-            other => other,
+        // limits at Let's Encrypt; only where the CA speaks ARI, and only for
+        // a certificate this directory issued.
+        let replaces = replaces_for(
+            previous,
+            &self.config.directory_url,
+            self.ari_supported.load(Ordering::Relaxed),
+        );
+        let plain = NewOrder::new(&identifiers);
+        let first_try = match replaces {
+            None => account.new_order(&plain).await,
+            Some(id) => match account
+                .new_order(&NewOrder::new(&identifiers).replaces(id))
+                .await
+            {
+                Err(instant_acme::Error::Unsupported(_)) => {
+                    self.ari_supported.store(false, Ordering::Relaxed);
+                    account.new_order(&plain).await
+                }
+                // The CA refuses the replacement (Let's Encrypt: alreadyReplaced,
+                // 409, once a replacing order exists, e.g. one a restart or a
+                // poll timeout left behind; or a certificate it does not know).
+                // Ordering without `replaces` still works, as certmagic does;
+                // only the rate-limit exemption is lost.
+                Err(instant_acme::Error::Api(p)) if refused_replacement(&p) => {
+                    tracing::info!(problem = %problem_text(&p), "the CA refused the replaced certificate; ordering without naming it");
+                    account.new_order(&plain).await
+                }
+                other => other,
+            },
         };
         let mut order = match first_try {
             Ok(o) => o,
@@ -171,7 +201,12 @@ impl AcmeIssuer {
             return Err(why_invalid(&mut order).await);
         }
         drop(provisioned);
-        let key = super::new_key(self.key_type)?;
+        // RSA key generation takes tens of milliseconds of CPU: not on the
+        // runtime's workers.
+        let key_type = self.key_type;
+        let key = tokio::task::spawn_blocking(move || super::new_key(key_type))
+            .await
+            .map_err(|e| IssueError::new(format!("generating a key: {e}")))??;
         let csr = CertificateParams::new(names.to_vec())
             .and_then(|p| p.serialize_request(&key))
             .map_err(|e| IssueError::new(format!("building the CSR: {e}")))?;
@@ -295,54 +330,6 @@ async fn why_invalid(order: &mut Order) -> IssueError {
     IssueError::new(reasons.join("; "))
 }
 
-fn problem_text(p: &instant_acme::Problem) -> String {
-    let kind = p
-        .r#type
-        .as_deref()
-        .unwrap_or("")
-        .rsplit(':')
-        .next()
-        .unwrap_or("");
-    match &p.detail {
-        Some(detail) => format!("{kind}: {detail}"),
-        None => kind.to_owned(),
-    }
-}
-
-fn acme_error(e: instant_acme::Error) -> IssueError {
-    match e {
-        instant_acme::Error::Api(p) => {
-            let rate_limited = p
-                .r#type
-                .as_deref()
-                .is_some_and(|t| t.ends_with(":rateLimited"));
-            IssueError {
-                message: problem_text(&p),
-                retry_after_secs: rate_limited.then_some(RATE_LIMITED_WAIT_SECS),
-                transient: p
-                    .r#type
-                    .as_deref()
-                    .is_some_and(|t| t.ends_with(":badNonce")),
-            }
-        }
-        // With the causes: hyper's "client error (Connect)" alone does not say
-        // that the CA refused the connection or that its certificate was not trusted.
-        other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(&other);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message.push_str(": ");
-                    message.push_str(&text);
-                }
-                source = cause.source();
-            }
-            IssueError::new(message)
-        }
-    }
-}
-
 impl Issuer for AcmeIssuer {
     fn issue<'a>(
         &'a self,
@@ -383,6 +370,20 @@ impl Issuer for AcmeIssuer {
 /// How often ARI is asked at most, and at least (Let's Encrypt asks for twice a day).
 const ARI_MIN_RECHECK_SECS: i64 = 3_600;
 const ARI_MAX_RECHECK_SECS: i64 = 12 * 3_600;
+
+/// The `replaces` value for a renewal of `previous`: only for a certificate
+/// from this very directory (another CA does not know it and refuses the
+/// order), and only where the CA speaks ARI.
+fn replaces_for(
+    previous: Option<&CertRecord>,
+    directory_url: &str,
+    ari_supported: bool,
+) -> Option<CertificateIdentifier<'static>> {
+    previous
+        .filter(|p| p.source == directory_url)
+        .filter(|_| ari_supported)
+        .and_then(certificate_id)
+}
 
 /// The ARI identifier (RFC 9773 §4.1) of a stored certificate's leaf.
 fn certificate_id(record: &CertRecord) -> Option<CertificateIdentifier<'static>> {

@@ -57,8 +57,13 @@ impl LocalIssuer {
             }
         };
         let path = ca_file(state_dir);
-        std::fs::write(&path, &stored.cert_pem)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        // Durably: clients are told to trust this file; after a power loss
+        // it must not be empty.
+        let unchanged = std::fs::read(&path).is_ok_and(|b| b == stored.cert_pem.as_bytes());
+        if !unchanged {
+            crate::store::write_durably(&path, stored.cert_pem.as_bytes())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        }
         Ok(LocalIssuer {
             ca_cert_pem: stored.cert_pem,
             ca_key_pem: stored.key_pem,
@@ -70,11 +75,17 @@ impl LocalIssuer {
         &self.ca_cert_pem
     }
 
-    fn issue_now(&self, names: &[String]) -> Result<Issued, IssueError> {
+    /// Key generation and signing: CPU work, run off the runtime's workers.
+    fn issue_now(
+        ca_cert_pem: &str,
+        ca_key_pem: &str,
+        key_type: KeyType,
+        names: &[String],
+    ) -> Result<Issued, IssueError> {
         let err = |e: rcgen::Error| IssueError::new(format!("local CA: {e}"));
-        let ca_key = KeyPair::from_pem(&self.ca_key_pem).map_err(err)?;
-        let issuer = rcgen::Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key).map_err(err)?;
-        let key = super::new_key(self.key_type)?;
+        let ca_key = KeyPair::from_pem(ca_key_pem).map_err(err)?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, ca_key).map_err(err)?;
+        let key = super::new_key(key_type)?;
         let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::minutes(5);
@@ -122,7 +133,18 @@ impl Issuer for LocalIssuer {
         names: &'a [String],
         _previous: Option<&'a crate::store::CertRecord>,
     ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
-        async move { self.issue_now(names) }.boxed()
+        let (cert, key, key_type) = (
+            self.ca_cert_pem.clone(),
+            self.ca_key_pem.clone(),
+            self.key_type,
+        );
+        let names = names.to_vec();
+        async move {
+            tokio::task::spawn_blocking(move || Self::issue_now(&cert, &key, key_type, &names))
+                .await
+                .map_err(|e| IssueError::new(format!("local CA: {e}")))?
+        }
+        .boxed()
     }
 
     fn source(&self) -> &str {

@@ -4,12 +4,24 @@
 //! (autoconfig, autodiscover, mta-sts), ordered eagerly at start and whenever a
 //! reload adds a domain or a name; renewed at two thirds of its lifetime minus
 //! a per-domain jitter, or earlier when the CA's renewal information (ARI,
-//! RFC 9773, asked about twice a day per domain) says so; through a queue capped at `max_concurrent_orders` and a
-//! token bucket of `new_orders_per_3h` for new orders (renewals are exempt, as
-//! at Let's Encrypt). A failure backs off 1 min, 10 min, 100 min, then a day,
-//! never more than 5 failed attempts per domain per hour, and the old
-//! certificate keeps serving until it expires. Store first, then serve: a
-//! certificate reaches the resolver only after it is flushed to disk.
+//! RFC 9773, asked about twice a day per domain) says so; through a queue
+//! capped at `max_concurrent_orders` and a token bucket of `new_orders_per_3h`
+//! for new orders (renewals are exempt, as at Let's Encrypt). A failure backs
+//! off 1 min, 10 min, 100 min, then a day, never more than 4 failed attempts
+//! per domain per hour, and the old certificate keeps serving until it expires.
+//!
+//! Memory is the authority, the store a copy: the schedule and each domain's
+//! failures live here and are only *copied* to the store, so a full or
+//! read-only disk cannot make a failing domain retry at the CA's speed. The
+//! store copy seeds them at start, and the token bucket is stored after each
+//! new order, so that a crash loop cannot exceed the backoff or the bucket.
+//! Only certificates of the configured issuer (directory URL) are renewed;
+//! one from another CA keeps serving until the new CA's replaces it.
+
+mod job;
+mod persist;
+mod schedule;
+mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -19,33 +31,50 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{IssueError, Issuer, RenewalWindow, unix_now};
+use super::{Issuer, RenewalWindow, unix_now};
 use crate::config::Config;
 use crate::store::{CertRecord, DomainStatus, Store};
-use crate::tls::{CertResolver, certkey};
+use crate::tls::CertResolver;
+use job::{Job, Outcome};
+use schedule::{TokenBucket, renew_at, time_in_window};
+pub use status::StatusCounts;
 
-/// Backoff after the 1st, 2nd, 3rd and later consecutive failures
-/// (Let's Encrypt integration guide).
-const BACKOFF_SECS: [i64; 4] = [60, 600, 6_000, 86_400];
-/// Let's Encrypt allows 5 failed validations per name per hour; stay below.
-const MAX_FAILURES_PER_HOUR: usize = 4;
 /// Re-check everything at least this often even when nothing seems due.
 const MAX_SLEEP_SECS: i64 = 3_600;
-const BUCKET_WINDOW_SECS: f64 = 3.0 * 3600.0;
 /// Renewal-information requests in flight at once.
 const MAX_ARI_REQUESTS: usize = 4;
 /// When the CA gave no window (or has no ARI), ask again after this.
 const ARI_RETRY_SECS: i64 = 12 * 3_600;
 /// While orders keep finishing, `certs.json` is rewritten at most this often.
 const REPORT_INTERVAL_SECS: i64 = 5;
+/// While writes to the state directory fail, they are tried again this often
+/// (a certificate that could not be stored, the report).
+const UNSAVED_RETRY_SECS: i64 = 5;
 
 pub struct Manager {
-    pub store: Arc<dyn Store>,
-    pub resolver: Arc<CertResolver>,
-    pub issuer: Arc<dyn Issuer>,
-    pub config: watch::Receiver<Arc<Config>>,
+    store: Arc<dyn Store>,
+    resolver: Arc<CertResolver>,
+    issuer: Arc<dyn Issuer>,
+    config: watch::Receiver<Arc<Config>>,
     /// Where `certs.json` (the report `mailconfd certs` reads) is written.
-    pub state_dir: PathBuf,
+    state_dir: PathBuf,
+    counts: watch::Sender<StatusCounts>,
+    /// Each domain's bookkeeping; the store holds a copy.
+    statuses: HashMap<String, DomainStatus>,
+    /// The configured issuer's latest certificate per domain, read from the
+    /// store once when the domain appears, then kept here: scheduling never
+    /// depends on reading the store back.
+    records: HashMap<String, CertRecord>,
+    /// Domains whose certificate in `records` is served but not yet stored
+    /// (the disk refused it).
+    unsaved: HashSet<String>,
+    /// The last write to the store failed; it is retried (and the store
+    /// asked to recover) every `UNSAVED_RETRY_SECS`.
+    store_failing: bool,
+    /// The last write of `certs.json` failed.
+    report_failing: bool,
+    /// Orders and their failures are counted here when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The names one mail domain's certificate must cover, by domain.
@@ -57,30 +86,111 @@ fn wanted(config: &Config) -> BTreeMap<String, Vec<String>> {
 }
 
 impl Manager {
+    pub fn new(
+        store: Arc<dyn Store>,
+        resolver: Arc<CertResolver>,
+        issuer: Arc<dyn Issuer>,
+        config: watch::Receiver<Arc<Config>>,
+        state_dir: PathBuf,
+    ) -> Manager {
+        Manager {
+            store,
+            resolver,
+            issuer,
+            config,
+            state_dir,
+            counts: watch::channel(StatusCounts::default()).0,
+            statuses: HashMap::new(),
+            records: HashMap::new(),
+            unsaved: HashSet::new(),
+            store_failing: false,
+            report_failing: false,
+            metrics: None,
+        }
+    }
+
+    /// Count finished orders (by result) and failures (by the CA's error type).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Manager {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_order(&self, failure: Option<&str>) {
+        use crate::metrics::{AcmeError, AcmeErrorLabels, Outcome as Result_, OutcomeLabels};
+        let Some(m) = &self.metrics else { return };
+        let result = if failure.is_some() {
+            Result_::failed
+        } else {
+            Result_::ok
+        };
+        m.acme_orders.get_or_create(&OutcomeLabels { result }).inc();
+        if let Some(message) = failure {
+            m.acme_order_failures
+                .get_or_create(&AcmeErrorLabels {
+                    error: AcmeError::classify(message),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts for readiness, updated as orders start and end. Take it before
+    /// `run`; it stays valid (with the last counts) after `run` returns.
+    pub fn status_counts(&self) -> watch::Receiver<StatusCounts> {
+        self.counts.subscribe()
+    }
+
+    fn issuer_name(&self) -> &str {
+        self.issuer.source()
+    }
+
+    /// The certificate to serve for `domain`, for the report: the configured
+    /// issuer's, else (until it is replaced) an unexpired one of another CA.
+    fn serving_record(&self, domain: &str, now: i64) -> Option<CertRecord> {
+        if let Some(r) = self.records.get(domain).filter(|r| r.not_after > now) {
+            return Some(r.clone());
+        }
+        let others = self.store.certs_for(domain).unwrap_or_default();
+        super::pick(&others, self.issuer_name(), now)
+            .cloned()
+            .or_else(|| self.records.get(domain).cloned())
+    }
+
+    /// The configured issuer's certificate for `domain`, expired or not.
+    fn own_record(&self, domain: &str) -> Option<CertRecord> {
+        self.records.get(domain).cloned()
+    }
+
     /// Deploys every stored, unexpired certificate whose names still fit the
-    /// config. Runs before the listeners open, so a restart serves at once
-    /// without contacting the CA.
+    /// config: the configured CA's, or another CA's until it is replaced.
+    /// Runs before the listeners open, so a restart serves at once without
+    /// contacting the CA.
     pub fn deploy_stored(&self) -> usize {
         let config = self.config.borrow().clone();
         let now = unix_now();
         let mut deployed = 0;
         for (domain, names) in wanted(&config) {
-            match self.store.cert(&domain) {
-                Ok(Some(record)) if record.not_after > now => {
-                    // Serve what the certificate covers; a missing name is ordered later.
-                    let served: Vec<String> = names
-                        .into_iter()
-                        .filter(|n| record.names.contains(n))
-                        .collect();
-                    self.resolver
-                        .set_domain_pem(&domain, served, record.chain_pem, record.key_pem);
-                    deployed += 1;
-                }
-                Ok(_) => {}
+            let records = match self.store.certs_for(&domain) {
+                Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed")
+                    tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed");
+                    continue;
                 }
+            };
+            let Some(record) = super::pick(&records, self.issuer_name(), now).cloned() else {
+                continue;
+            };
+            if record.source != self.issuer_name() {
+                tracing::info!(domain = %domain, previous_issuer = %record.source, "serving a certificate from another CA until the configured one issues");
             }
+            // Serve what the certificate covers; a missing name is ordered later.
+            let served: Vec<String> = names
+                .into_iter()
+                .filter(|n| record.names.contains(n))
+                .collect();
+            self.resolver
+                .set_domain_pem(&domain, served, record.chain_pem, record.key_pem);
+            deployed += 1;
         }
         tracing::info!(deployed, "stored certificates deployed");
         deployed
@@ -89,22 +199,30 @@ impl Manager {
     /// Orders and renews until `shutdown`.
     ///
     /// The schedule (when each domain is next due) lives in memory: it is
-    /// computed from the store at start and on every config change, and for
-    /// one domain when its order ends, so a hoster with 10,000 domains pays one
-    /// pass over the store per reload, not per finished order.
+    /// computed at start and on every config change, and for one domain when
+    /// its order ends, so a hoster with 10,000 domains pays one pass over the
+    /// store per reload, not per finished order.
     pub async fn run(
         mut self,
         max_concurrent_orders: usize,
         new_orders_per_3h: u32,
         shutdown: CancellationToken,
     ) {
-        let mut bucket = TokenBucket::new(new_orders_per_3h, unix_now());
+        let bucket_blob = format!("new-orders|{}", self.issuer_name());
+        let mut bucket = self
+            .store
+            .blob(&bucket_blob)
+            .ok()
+            .flatten()
+            .and_then(|b| TokenBucket::restored(&b, new_orders_per_3h, unix_now()))
+            .unwrap_or_else(|| TokenBucket::new(new_orders_per_3h, unix_now()));
         let mut in_flight: HashSet<String> = HashSet::new();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Outcome)>();
         let tasks = tokio_util::task::TaskTracker::new();
         let mut wanted = BTreeMap::new();
         let mut schedule: HashMap<String, (i64, bool)> = HashMap::new();
         let mut config_changed = true;
+        let mut report_due = false;
         let mut last_report = 0;
         // ACME Renewal Information: when each domain is next asked, and answers.
         let mut ari_due: HashMap<String, i64> = HashMap::new();
@@ -117,14 +235,53 @@ impl Manager {
                 let config = self.config.borrow_and_update().clone();
                 wanted = self::wanted(&config);
                 self.resolver.retain_domains(|d| wanted.contains_key(d));
+                self.statuses.retain(|d, _| wanted.contains_key(d));
+                self.unsaved.retain(|d| wanted.contains_key(d));
+                self.records.retain(|d, _| wanted.contains_key(d));
+                for domain in wanted.keys() {
+                    if !self.statuses.contains_key(domain) {
+                        match self.store.cert(domain, self.issuer.source()) {
+                            Ok(Some(record)) => {
+                                self.records.insert(domain.clone(), record);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed")
+                            }
+                        }
+                        // The store's copy seeds memory once; memory rules after.
+                        let copy = self
+                            .store
+                            .status(domain, self.issuer.source())
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                        self.statuses.insert(domain.clone(), copy);
+                    }
+                }
                 schedule = wanted
                     .iter()
                     .map(|(d, names)| (d.clone(), self.due(d, names, now)))
                     .collect();
-                self.write_report();
-                last_report = now;
+                // At once, whatever is in flight: `mailconfd certs` shows the new list.
+                report_due = true;
+                last_report = 0;
+            }
+            if self.store_failing || !self.unsaved.is_empty() {
+                self.retry_store().await;
             }
             let mut wake = now + MAX_SLEEP_SECS;
+            if !self.unsaved.is_empty() {
+                wake = wake.min(now + UNSAVED_RETRY_SECS);
+            }
+            if self.report_failing && now - last_report >= UNSAVED_RETRY_SECS {
+                // certs.json is current again soon after space returns.
+                report_due = true;
+            }
+            if self.report_failing || self.store_failing {
+                wake = wake.min(now + UNSAVED_RETRY_SECS);
+            }
+            let mut queued = 0;
             for (domain, names) in &wanted {
                 if in_flight.contains(domain) {
                     continue;
@@ -137,25 +294,32 @@ impl Manager {
                     continue;
                 }
                 if in_flight.len() >= max_concurrent_orders {
-                    break; // a finishing order wakes us
+                    queued += 1;
+                    continue; // a finishing order wakes us
                 }
-                if !renewal && !bucket.take(now) {
-                    wake = wake.min(bucket.next_token_at());
-                    continue;
+                if !renewal {
+                    if !bucket.take(now) {
+                        wake = wake.min(bucket.next_token_at());
+                        queued += 1;
+                        continue;
+                    }
+                    self.store_blob(&bucket_blob, bucket.to_bytes()).await;
                 }
                 in_flight.insert(domain.clone());
                 let job = Job {
                     store: self.store.clone(),
                     resolver: self.resolver.clone(),
                     issuer: self.issuer.clone(),
+                    config: self.config.clone(),
                     domain: domain.clone(),
                     names: names.clone(),
+                    previous: self.own_record(domain).filter(|_| renewal),
                 };
                 let done = done_tx.clone();
                 tasks.spawn(async move {
                     let domain = job.domain.clone();
-                    job.run().await;
-                    let _ = done.send(domain);
+                    let outcome = job.run().await;
+                    let _ = done.send((domain, outcome));
                 });
             }
             for (domain, &(due, renewal)) in &schedule {
@@ -174,7 +338,7 @@ impl Manager {
                 if ari_in_flight.len() >= MAX_ARI_REQUESTS {
                     break;
                 }
-                let Some(record) = self.store.cert(domain).ok().flatten() else {
+                let Some(record) = self.own_record(domain) else {
                     continue;
                 };
                 ari_in_flight.insert(domain.clone());
@@ -184,6 +348,16 @@ impl Manager {
                     let _ = tx.send((domain, window));
                 });
             }
+            // The report lists every domain: write it when the queue drains,
+            // and at most every REPORT_INTERVAL_SECS while busy.
+            if report_due && (in_flight.is_empty() || now - last_report >= REPORT_INTERVAL_SECS) {
+                report_due = false;
+                last_report = now;
+                self.write_report().await;
+            } else if report_due {
+                wake = wake.min(last_report + REPORT_INTERVAL_SECS);
+            }
+            self.publish_counts(&wanted, in_flight.len(), queued, now);
             let sleep = Duration::from_secs((wake - now).clamp(1, MAX_SLEEP_SECS) as u64);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -193,18 +367,16 @@ impl Manager {
                     }
                     config_changed = true;
                 }
-                Some(domain) = done_rx.recv() => {
+                Some((domain, outcome)) = done_rx.recv() => {
                     in_flight.remove(&domain);
+                    self.finish(&domain, outcome).await;
+                    // An order that ended after a reload removed (some of) its
+                    // names must not have brought them back.
+                    self.resolver.retain_domains(|d| wanted.contains_key(d));
                     if let Some(names) = wanted.get(&domain) {
                         schedule.insert(domain.clone(), self.due(&domain, names, unix_now()));
                     }
-                    // The report lists every domain: write it when the queue
-                    // drains, and at most every REPORT_INTERVAL_SECS while busy.
-                    let now = unix_now();
-                    if in_flight.is_empty() || now - last_report >= REPORT_INTERVAL_SECS {
-                        self.write_report();
-                        last_report = now;
-                    }
+                    report_due = true;
                 }
                 Some((domain, window)) = ari_rx.recv() => {
                     ari_in_flight.remove(&domain);
@@ -229,172 +401,70 @@ impl Manager {
         tasks.close();
     }
 
-    fn write_report(&self) {
-        let config = self.config.borrow().clone();
-        let rows = super::report::rows(&config, self.store.as_ref(), unix_now());
-        if let Err(e) = super::report::write_snapshot(&self.state_dir, &rows) {
-            tracing::warn!(error = %e, "writing certs.json failed");
+    /// Books an order's outcome in memory, then copies it to the store.
+    async fn finish(&mut self, domain: &str, outcome: Outcome) {
+        let now = unix_now();
+        let status = self.statuses.entry(domain.to_owned()).or_default();
+        status.last_attempt = Some(now);
+        match outcome {
+            Outcome::Deployed(record) => {
+                self.count_order(None);
+                let status = self.statuses.entry(domain.to_owned()).or_default();
+                *status = DomainStatus {
+                    last_attempt: Some(now),
+                    ..Default::default()
+                };
+                tracing::info!(domain = %domain, not_after = record.not_after, "certificate deployed");
+                self.unsaved.remove(domain);
+                self.records.insert(domain.to_owned(), record);
+                self.note_write(Ok(()));
+            }
+            Outcome::Unsaved(record, error) => {
+                self.count_order(None);
+                let status = self.statuses.entry(domain.to_owned()).or_default();
+                *status = DomainStatus {
+                    last_attempt: Some(now),
+                    ..Default::default()
+                };
+                tracing::info!(domain = %domain, not_after = record.not_after, "certificate deployed");
+                self.note_write(Err(format!("storing the certificate: {error}")));
+                self.unsaved.insert(domain.to_owned());
+                self.records.insert(domain.to_owned(), record);
+            }
+            Outcome::Dropped => {
+                self.statuses.remove(domain);
+                return;
+            }
+            Outcome::Failed(e) => {
+                self.count_order(Some(&e.message));
+                let status = self.statuses.entry(domain.to_owned()).or_default();
+                let next = schedule::record_failure(status, now, e.retry_after_secs);
+                status.last_error = Some(e.message.clone());
+                tracing::warn!(domain = %domain, error = %e.message, retry_in_secs = next - now, "certificate order failed; the old certificate, if any, keeps serving");
+            }
         }
+        let copy = self.statuses.get(domain).cloned().unwrap_or_default();
+        let (store, domain_owned, issuer) = (
+            self.store.clone(),
+            domain.to_owned(),
+            self.issuer_name().to_owned(),
+        );
+        let result =
+            tokio::task::spawn_blocking(move || store.put_status(&domain_owned, &issuer, &copy))
+                .await;
+        self.note_write(persist::flatten(result));
     }
 
     /// When `domain` next needs an order, and whether that order is a renewal
-    /// of a certificate for the same names.
+    /// of the configured issuer's certificate for the same names. A
+    /// certificate from another CA counts as absent.
     fn due(&self, domain: &str, names: &[String], now: i64) -> (i64, bool) {
-        let record = self.store.cert(domain).ok().flatten();
-        let status = self.store.status(domain).ok().flatten().unwrap_or_default();
-        let (base, renewal) = match &record {
-            Some(r) if names.iter().all(|n| r.names.contains(n)) => (renew_at(r, domain), true),
+        let status = self.statuses.get(domain).cloned().unwrap_or_default();
+        let (base, renewal) = match self.own_record(domain) {
+            Some(r) if names.iter().all(|n| r.names.contains(n)) => (renew_at(&r, domain), true),
             _ => (now, false),
         };
         (base.max(status.next_attempt.unwrap_or(0)), renewal)
-    }
-}
-
-/// A stable point in the CA's window, spread by domain (RFC 9773 asks for a
-/// random one; a hash spreads as well and survives restarts).
-fn time_in_window(w: &RenewalWindow, domain: &str) -> i64 {
-    let span = (w.end - w.start).max(0) as u64;
-    w.start + (fnv1a(domain.as_bytes()) % (span + 1)) as i64
-}
-
-/// Two thirds into the lifetime (half for lifetimes under 10 days, as Let's
-/// Encrypt advises), minus a stable per-domain jitter of up to 1/20 of the
-/// lifetime so that certificates issued together do not renew together.
-fn renew_at(record: &CertRecord, domain: &str) -> i64 {
-    let lifetime = (record.not_after - record.not_before).max(1);
-    let fraction_num = if lifetime < 10 * 86_400 { 1 } else { 2 };
-    let fraction_den = if lifetime < 10 * 86_400 { 2 } else { 3 };
-    let jitter_range = (lifetime / 20).max(1);
-    let jitter = (fnv1a(domain.as_bytes()) % jitter_range as u64) as i64;
-    record.not_before + lifetime * fraction_num / fraction_den - jitter
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// One order for one domain, with its bookkeeping.
-struct Job {
-    store: Arc<dyn Store>,
-    resolver: Arc<CertResolver>,
-    issuer: Arc<dyn Issuer>,
-    domain: String,
-    names: Vec<String>,
-}
-
-impl Job {
-    async fn run(self) {
-        let started = unix_now();
-        tracing::info!(domain = %self.domain, names = %self.names.join(","), "ordering certificate");
-        let previous = self.store.cert(&self.domain).ok().flatten();
-        let result = self
-            .issuer
-            .issue(&self.domain, &self.names, previous.as_ref())
-            .await;
-        let mut status = self
-            .store
-            .status(&self.domain)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        status.last_attempt = Some(started);
-        match result.and_then(|issued| self.deploy(issued)) {
-            Ok(not_after) => {
-                status = DomainStatus {
-                    last_attempt: Some(started),
-                    ..Default::default()
-                };
-                tracing::info!(domain = %self.domain, not_after, "certificate deployed");
-            }
-            Err(e) => {
-                let now = unix_now();
-                status.failures += 1;
-                status.recent_failures.retain(|t| now - t < 3_600);
-                status.recent_failures.push(now);
-                status.next_attempt = Some(next_attempt(&status, now, e.retry_after_secs));
-                status.last_error = Some(e.message.clone());
-                let retry_in_secs = status.next_attempt.unwrap_or(now) - now;
-                tracing::warn!(domain = %self.domain, error = %e.message, retry_in_secs, "certificate order failed; the old certificate, if any, keeps serving");
-            }
-        }
-        if let Err(e) = self.store.put_status(&self.domain, &status) {
-            tracing::error!(domain = %self.domain, error = %e, "storing the domain status failed");
-        }
-    }
-
-    /// Stores the certificate (flushed), then serves it. Returns its expiry.
-    fn deploy(&self, issued: super::Issued) -> Result<i64, IssueError> {
-        let key = certkey::certified_key(&issued.chain_pem, &issued.key_pem)
-            .map_err(|e| IssueError::new(format!("the CA's certificate is unusable: {e}")))?;
-        let info = certkey::info(&issued.chain_pem)
-            .map_err(|e| IssueError::new(format!("the CA's certificate is unusable: {e}")))?;
-        let record = CertRecord {
-            names: self.names.clone(),
-            key_pem: issued.key_pem,
-            chain_pem: issued.chain_pem,
-            not_before: info.not_before,
-            not_after: info.not_after,
-            issuer: info.issuer,
-            source: self.issuer.source().to_owned(),
-        };
-        self.store
-            .put_cert(&self.domain, &record)
-            .map_err(|e| IssueError::new(format!("storing the certificate: {e:#}")))?;
-        self.resolver
-            .set_domain(&self.domain, self.names.clone(), key);
-        Ok(info.not_after)
-    }
-}
-
-/// Backoff by consecutive failures, the CA's own wait, and the hourly budget.
-fn next_attempt(status: &DomainStatus, now: i64, retry_after_secs: Option<u64>) -> i64 {
-    let step = (status.failures.max(1) as usize - 1).min(BACKOFF_SECS.len() - 1);
-    let mut next = now + BACKOFF_SECS[step];
-    if let Some(wait) = retry_after_secs {
-        next = next.max(now + wait as i64);
-    }
-    if status.recent_failures.len() >= MAX_FAILURES_PER_HOUR {
-        let oldest = status.recent_failures.iter().copied().min().unwrap_or(now);
-        next = next.max(oldest + 3_600);
-    }
-    next
-}
-
-/// `capacity` new orders per 3 hours, refilled continuously.
-struct TokenBucket {
-    capacity: f64,
-    tokens: f64,
-    per_sec: f64,
-    updated: i64,
-}
-
-impl TokenBucket {
-    fn new(capacity: u32, now: i64) -> TokenBucket {
-        let capacity = f64::from(capacity.max(1));
-        TokenBucket {
-            capacity,
-            tokens: capacity,
-            per_sec: capacity / BUCKET_WINDOW_SECS,
-            updated: now,
-        }
-    }
-
-    fn take(&mut self, now: i64) -> bool {
-        self.tokens =
-            (self.tokens + (now - self.updated).max(0) as f64 * self.per_sec).min(self.capacity);
-        self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn next_token_at(&self) -> i64 {
-        self.updated + ((1.0 - self.tokens).max(0.0) / self.per_sec).ceil() as i64
     }
 }
 

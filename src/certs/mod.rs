@@ -12,7 +12,29 @@ pub mod report;
 
 use futures_util::future::BoxFuture;
 
+use crate::config::{Config, TlsMode};
 use crate::store::CertRecord;
+
+/// The issuer whose certificates this config serves: the ACME directory URL,
+/// or "local" (what `Issuer::source` returns and certificates are stored under).
+pub fn issuer_of(config: &Config) -> String {
+    match config.tls.mode {
+        TlsMode::Local => "local".to_owned(),
+        _ => config.acme.directory_url.clone(),
+    }
+}
+
+/// The certificate to serve for a domain from its stored records: the
+/// configured issuer's if it has one that has not expired, else the
+/// longest-lived unexpired one from another issuer (served only until the
+/// configured CA's replaces it).
+pub fn pick<'r>(records: &'r [CertRecord], issuer: &str, now: i64) -> Option<&'r CertRecord> {
+    let live = || records.iter().filter(move |r| r.not_after > now);
+    live()
+        .filter(|r| r.source == issuer)
+        .max_by_key(|r| r.not_after)
+        .or_else(|| live().max_by_key(|r| r.not_after))
+}
 
 /// A freshly issued certificate.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{CertRecord, DomainStatus, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Row {
@@ -27,17 +27,48 @@ pub fn snapshot_file(state_dir: &Path) -> PathBuf {
     state_dir.join("certs.json")
 }
 
-/// One row per configured domain, from the store.
+/// One row per configured domain, from the store (`mailconfd certs` with no
+/// daemon running).
 pub fn rows(config: &Config, store: &dyn Store, now: i64) -> Vec<Row> {
+    let issuer = super::issuer_of(config);
+    rows_from(
+        config,
+        |d| {
+            let records = store.certs_for(d).unwrap_or_default();
+            super::pick(&records, &issuer, now)
+                .or_else(|| records.iter().find(|r| r.source == issuer))
+                .cloned()
+        },
+        |d| store.status(d, &issuer).ok().flatten().unwrap_or_default(),
+        &issuer,
+        now,
+    )
+}
+
+/// One row per configured domain: `cert` is the certificate served for a
+/// domain (from the configured CA, or the one still serving until it
+/// replaces it), `status` its issuance bookkeeping.
+pub fn rows_from(
+    config: &Config,
+    cert: impl Fn(&str) -> Option<CertRecord>,
+    status: impl Fn(&str) -> DomainStatus,
+    issuer: &str,
+    now: i64,
+) -> Vec<Row> {
     config
         .domains()
         .map(|(domain, _)| {
-            let cert = store.cert(domain).ok().flatten();
-            let status = store.status(domain).ok().flatten().unwrap_or_default();
+            let cert = cert(domain);
+            let status = status(domain);
             let wanted = config.names_for_domain(domain);
             let state = match &cert {
                 None if status.failures > 0 => "failing",
                 None => "pending",
+                // Not "valid...": readiness (`health --ready`) must not count
+                // a certificate from the CA we switched away from.
+                Some(c) if c.source != issuer && c.not_after > now => {
+                    "previous CA's certificate, until the configured CA issues"
+                }
                 Some(c) if c.not_after <= now => "expired",
                 Some(_) if status.failures > 0 => "valid, renewal failing",
                 Some(c) if !wanted.iter().all(|n| c.names.contains(n)) => "valid, names changed",
@@ -56,14 +87,13 @@ pub fn rows(config: &Config, store: &dyn Store, now: i64) -> Vec<Row> {
         .collect()
 }
 
-/// Writes the report atomically (temp file + rename), so a reader never sees half.
+/// Writes the report durably (temp file, fsync, rename, fsync of the
+/// directory), so a reader never sees half and a power loss never leaves it
+/// empty. Blocking: callers on the runtime use `spawn_blocking`.
 pub fn write_snapshot(state_dir: &Path, rows: &[Row]) -> std::io::Result<()> {
-    let path = snapshot_file(state_dir);
-    let tmp = path.with_extension("json.tmp");
     let bytes =
         serde_json::to_vec_pretty(rows).expect("rows serialize: plain strings and integers");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path)
+    crate::store::write_durably(&snapshot_file(state_dir), &bytes)
 }
 
 pub fn read_snapshot(state_dir: &Path) -> std::io::Result<Vec<Row>> {
@@ -102,4 +132,74 @@ fn rfc3339(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(source: &str, not_after: i64) -> CertRecord {
+        CertRecord {
+            names: ["autoconfig", "autodiscover", "mta-sts"]
+                .map(|p| format!("{p}.a.example"))
+                .to_vec(),
+            key_pem: String::new(),
+            chain_pem: String::new(),
+            not_before: 0,
+            not_after,
+            issuer: "CN=test".into(),
+            source: source.into(),
+        }
+    }
+
+    /// Issue 11 finding 3 as `mailconfd certs` shows it: another CA's
+    /// certificate serves only until the configured CA's replaces it.
+    #[test]
+    fn certificates_of_another_ca_are_shown_as_pending_replacement() {
+        let config = crate::config::parse(
+            r#"
+[tls]
+mode = "local"
+[[provider]]
+id = "a.example"
+name = "A"
+domains = ["a.example"]
+  [[provider.server]]
+  type = "imap"
+  host = "imap.a.example"
+  [[provider.server]]
+  type = "smtp"
+  host = "smtp.a.example"
+"#,
+        )
+        .unwrap();
+        let now = 100;
+        let staging = [record("https://staging/dir", 200)];
+        let state = |records: &[CertRecord]| {
+            let cert = crate::certs::pick(records, "local", now)
+                .or_else(|| records.iter().find(|r| r.source == "local"))
+                .cloned();
+            rows_from(
+                &config,
+                |_| cert.clone(),
+                |_| DomainStatus::default(),
+                "local",
+                now,
+            )[0]
+            .state
+            .clone()
+        };
+        assert_eq!(
+            state(&staging),
+            "previous CA's certificate, until the configured CA issues"
+        );
+        let both = [record("https://staging/dir", 200), record("local", 150)];
+        assert_eq!(
+            crate::certs::pick(&both, "local", now).unwrap().source,
+            "local"
+        );
+        assert_eq!(state(&both), "valid");
+        assert_eq!(state(&[record("local", 50)]), "expired");
+        assert_eq!(state(&[]), "pending");
+    }
 }

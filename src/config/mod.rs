@@ -5,9 +5,11 @@
 //! some client trips over are not errors; they come back as `Config::warnings`.
 
 mod raw;
+pub mod sources;
+mod standards;
 mod validate;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -33,6 +35,11 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// mail domain (A-label) -> index into `providers`.
     by_domain: HashMap<String, usize>,
+    /// Mail domains served under their own name too (`bare_domain`, opt-in).
+    bare_domains: HashSet<String>,
+    /// `[provider.domains_from]`: domains fetched at run time and merged in
+    /// with [`Config::with_source_domains`].
+    pub domain_sources: Vec<sources::DomainSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +54,8 @@ pub struct ServerConfig {
     /// The host name that autoconfig/autodiscover/mta-sts names should point at
     /// (used only by `mailconfd dns`).
     pub public_name: Option<String>,
+    /// Prometheus metrics, /ready and /live (off when unset).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[limits]`: what one client may hold and how fast it may ask. A client is
@@ -301,8 +310,15 @@ impl Config {
             .flat_map(|p| p.domains.iter().map(move |d| (d.as_str(), p)))
     }
 
+    /// Whether `https://domain/` is ours: the provider set `bare_domain` for it.
+    pub fn serves_bare_domain(&self, domain: &str) -> bool {
+        self.bare_domains.contains(domain)
+    }
+
     /// The TLS host names mailconfd answers for, for mail domain `domain`:
-    /// autoconfig, autodiscover, and mta-sts when the provider publishes a policy.
+    /// autoconfig, autodiscover, mta-sts when the provider publishes a policy,
+    /// the domain itself when `bare_domain` enables it, and ua-auto-config
+    /// when the provider serves PACC (`pacc = true`).
     pub fn names_for_domain(&self, domain: &str) -> Vec<String> {
         let mut names = vec![
             format!("autoconfig.{domain}"),
@@ -313,6 +329,16 @@ impl Config {
             .is_some_and(|p| p.mta_sts.is_some())
         {
             names.push(format!("mta-sts.{domain}"));
+        }
+        if self.serves_bare_domain(domain) {
+            names.push(domain.to_owned());
+        }
+        // PACC (draft-ietf-mailmaint-pacc-02) is fetched from this fixed name.
+        if self
+            .provider_for_domain(domain)
+            .is_some_and(Provider::serves_pacc)
+        {
+            names.push(format!("ua-auto-config.{domain}"));
         }
         names
     }

@@ -46,6 +46,7 @@ pub struct RawServerSection {
     pub trusted_proxies: Option<Vec<String>>,
     pub public_name: Option<String>,
     pub user: Option<String>,
+    pub metrics_listen: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -93,8 +94,38 @@ pub struct RawProvider {
     pub mta_sts: Option<RawMtaSts>,
     pub logo_url: Option<String>,
     pub support: Option<String>,
+    pub bare_domain: Option<BoolOrList>,
+    pub domains_from: Option<RawDomainSource>,
+    pub oauth2: Option<RawOAuth2>,
+    pub pacc: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
+}
+
+/// `[provider.domains_from]`: exactly one of `file`, `sql`, `ldap`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDomainSource {
+    pub file: Option<String>,
+    pub sql: Option<String>,
+    pub ldap: Option<String>,
+    pub query: Option<String>,
+    pub base: Option<String>,
+    pub filter: Option<String>,
+    pub attribute: Option<String>,
+    pub bind_dn: Option<String>,
+    pub password_file: Option<String>,
+    pub starttls: Option<bool>,
+    pub refresh_secs: Option<i64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `bare_domain = true` or `bare_domain = ["example.com"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrList {
+    Bool(bool),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +165,18 @@ pub struct RawMtaSts {
     pub mx: Option<Vec<String>>,
     pub max_age: Option<i64>,
     pub tlsrpt_rua: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[provider.oauth2]`: where clients get tokens for servers that list OAuth2.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOAuth2 {
+    pub issuer: Option<String>,
+    /// `scope = "a b"` or `scope = ["a", "b"]`.
+    pub scope: Option<OneOrMany>,
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -175,3 +175,57 @@ fn trusted_proxy_ranges() {
     assert!(!c.server.trusted_proxies[0].contains("11.1.2.3".parse().unwrap()));
     assert!(c.server.trusted_proxies[1].contains("::1".parse().unwrap()));
 }
+
+#[test]
+fn bare_domain_is_opt_in_per_provider_or_per_domain() {
+    let names = |c: &Config, d: &str| c.names_for_domain(d);
+    let two = MINIMAL.replace(
+        "domains = [\"example.com\"]",
+        "domains = [\"example.com\", \"example.net\"]",
+    );
+    let off = parse(&two).unwrap();
+    assert!(!off.serves_bare_domain("example.com"));
+    assert_eq!(
+        names(&off, "example.com"),
+        ["autoconfig.example.com", "autodiscover.example.com"]
+    );
+
+    let all = parse(&two.replace(
+        "name = \"Example Mail\"",
+        "name = \"Example Mail\"\nbare_domain = true",
+    ))
+    .unwrap();
+    assert!(all.serves_bare_domain("example.com") && all.serves_bare_domain("example.net"));
+    assert_eq!(
+        names(&all, "example.net"),
+        [
+            "autoconfig.example.net",
+            "autodiscover.example.net",
+            "example.net"
+        ]
+    );
+
+    let one = parse(&two.replace(
+        "name = \"Example Mail\"",
+        "name = \"Example Mail\"\nbare_domain = [\"Example.NET\"]",
+    ))
+    .unwrap();
+    assert!(one.serves_bare_domain("example.net"));
+    assert!(!one.serves_bare_domain("example.com"));
+    assert_eq!(names(&one, "example.com").len(), 2);
+
+    let off_explicitly = parse(&two.replace(
+        "name = \"Example Mail\"",
+        "name = \"Example Mail\"\nbare_domain = false",
+    ))
+    .unwrap();
+    assert!(!off_explicitly.serves_bare_domain("example.com"));
+
+    assert_eq!(
+        problems(&two.replace(
+            "name = \"Example Mail\"",
+            "name = \"Example Mail\"\nbare_domain = [\"other.example\"]",
+        )),
+        ["provider[0].bare_domain[0]: \"other.example\" is not one of this provider's domains"]
+    );
+}

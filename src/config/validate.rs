@@ -1,6 +1,6 @@
 //! RawConfig -> Config: every rule, every problem collected with its key path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use base64::Engine as _;
 
 use super::raw::{
-    RawAcme, RawConfig, RawLimits, RawMtaSts, RawProvider, RawServer, RawServerSection, RawTls,
-    Unknown,
+    BoolOrList, RawAcme, RawConfig, RawLimits, RawMtaSts, RawProvider, RawServer, RawServerSection,
+    RawTls, Unknown,
 };
 use super::{
     AcmeConfig, CertFiles, Challenge, Config, ExternalAccountBinding, IpNet, KeyType, LimitsConfig,
@@ -43,27 +43,27 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Default)]
-struct Problems {
+pub(super) struct Problems {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
 }
 
 impl Problems {
-    fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(Problem {
             key: key.into(),
             reason: reason.into(),
         });
     }
 
-    fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn warn(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.warnings.push(Problem {
             key: key.into(),
             reason: reason.into(),
         });
     }
 
-    fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
+    pub(super) fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
         for key in unknown.keys() {
             let key = if prefix.is_empty() {
                 key.clone()
@@ -90,11 +90,25 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut by_domain: HashMap<String, usize> = HashMap::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut domain_owner: HashMap<String, usize> = HashMap::new();
-    for (i, rp) in raw.provider.into_iter().enumerate() {
+    let mut bare_domains = HashSet::new();
+    let mut domain_sources = Vec::new();
+    for (i, mut rp) in raw.provider.into_iter().enumerate() {
         let key = format!("provider[{i}]");
-        let Some(provider) = provider(&key, rp, &mut p) else {
+        let bare = rp.bare_domain.take();
+        let source = rp.domains_from.take();
+        let has_source = source.is_some();
+        let Some(provider) = provider(&key, rp, has_source, &mut p) else {
             continue;
         };
+        if let Some(raw_source) = source {
+            domain_sources.extend(super::sources::domain_source(
+                &format!("{key}.domains_from"),
+                providers.len(),
+                raw_source,
+                &mut p,
+            ));
+        }
+        bare_domains.extend(bare_domain(&key, bare, &provider, &mut p));
         if let Some(first) = ids.insert(provider.id.clone(), i) {
             p.error(
                 format!("{key}.id"),
@@ -133,7 +147,36 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         providers,
         warnings: p.warnings,
         by_domain,
+        bare_domains,
+        domain_sources,
     })
+}
+
+/// `bare_domain`: which of the provider's mail domains are served under their
+/// own name (`https://D/...`) and put into their certificate. Opt-in, because
+/// a certificate order for D fails unless D's address points here.
+fn bare_domain(
+    key: &str,
+    raw: Option<BoolOrList>,
+    provider: &Provider,
+    p: &mut Problems,
+) -> Vec<String> {
+    match raw {
+        None | Some(BoolOrList::Bool(false)) => Vec::new(),
+        Some(BoolOrList::Bool(true)) => provider.domains.clone(),
+        Some(BoolOrList::List(list)) => {
+            let mut out = Vec::new();
+            for (j, d) in list.iter().enumerate() {
+                let k = format!("{key}.bare_domain[{j}]");
+                match normalize_domain(d) {
+                    Ok(d) if provider.domains.contains(&d) => out.push(d),
+                    Ok(d) => p.error(k, format!("\"{d}\" is not one of this provider's domains")),
+                    Err(e) => p.error(k, format!("\"{d}\": {e}")),
+                }
+            }
+            out
+        }
+    }
 }
 
 fn server_section(raw: RawServerSection, p: &mut Problems) -> ServerConfig {
@@ -189,7 +232,20 @@ fn server_section(raw: RawServerSection, p: &mut Problems) -> ServerConfig {
         }
         ok
     });
+    let metrics_listen = raw
+        .metrics_listen
+        .and_then(|v| match v.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                p.error(
+                    "server.metrics_listen",
+                    format!("\"{v}\" is not an address:port such as \"127.0.0.1:9465\""),
+                );
+                None
+            }
+        });
     ServerConfig {
+        metrics_listen,
         user,
         http_listen,
         https_listen,
@@ -412,7 +468,7 @@ fn limits_section(raw: RawLimits, p: &mut Problems) -> LimitsConfig {
     limits
 }
 
-fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
+fn provider(key: &str, raw: RawProvider, has_source: bool, p: &mut Problems) -> Option<Provider> {
     let errors_before = p.errors.len();
     p.unknown(key, &raw.unknown);
     let id = match raw.id.as_deref().map(normalize_domain) {
@@ -450,9 +506,11 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
                 }
             }
         }
+        // Domains may all come from [provider.domains_from].
+        _ if has_source => {}
         _ => p.error(
             format!("{key}.domains"),
-            "at least one mail domain is required",
+            "at least one mail domain is required (or a [provider.domains_from] source)",
         ),
     }
     let mut servers = Vec::new();
@@ -477,6 +535,11 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
         );
     }
     quirk_warnings(key, &servers, p);
+    super::standards::jmap_urls(key, &servers, p);
+    let publish_pacc = raw.pacc.unwrap_or(false);
+    let oauth2 = raw
+        .oauth2
+        .and_then(|o| super::standards::oauth2(&format!("{key}.oauth2"), o, &servers, p));
     let mta_sts = raw
         .mta_sts
         .and_then(|m| mta_sts(&format!("{key}.mta_sts"), m, p));
@@ -497,16 +560,20 @@ fn provider(key: &str, raw: RawProvider, p: &mut Problems) -> Option<Provider> {
             None
         }
     });
-    (p.errors.len() == errors_before).then_some(Provider {
-        id,
-        name,
-        short_name,
-        domains,
-        servers,
-        mta_sts,
-        logo_url,
-        support,
-    })
+    (p.errors.len() == errors_before)
+        .then_some(Provider {
+            id,
+            name,
+            short_name,
+            domains,
+            servers,
+            mta_sts,
+            logo_url,
+            support,
+            oauth2,
+            publish_pacc,
+        })
+        .inspect(|provider| super::standards::pacc_warning(key, provider, p))
 }
 
 /// A display string: required, bounded, printable.
@@ -528,7 +595,7 @@ fn text(key: &str, value: Option<String>, p: &mut Problems) -> Option<String> {
     None
 }
 
-fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
+pub(super) fn url(key: &str, u: &str, p: &mut Problems) -> Option<String> {
     let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
     let host = u
         .split_once("://")

@@ -14,7 +14,7 @@ use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
 use crate::http::Hooks;
 use crate::model::Provider;
-use crate::render::{Document, autodiscover, mobileconfig, mta_sts, page, thunderbird};
+use crate::render::{Document, autodiscover, mobileconfig, mta_sts, pacc, page, thunderbird};
 
 /// The request, reduced to what routing needs.
 #[derive(Debug)]
@@ -50,6 +50,8 @@ pub enum HostKind {
     MtaSts,
     /// The mail domain itself (`.well-known` autoconfig, autodiscover).
     Apex,
+    /// `ua-auto-config.D`, PACC's fixed name (only where PACC is served).
+    UaAutoConfig,
 }
 
 /// Parses a Host value: port dropped, case and one trailing dot ignored. IP
@@ -71,12 +73,16 @@ pub fn classify_host<'c>(
         ("autoconfig.", HostKind::Autoconfig),
         ("autodiscover.", HostKind::Autodiscover),
         ("mta-sts.", HostKind::MtaSts),
+        ("ua-auto-config.", HostKind::UaAutoConfig),
     ] {
         if let Some((d, p)) = name
             .strip_prefix(prefix)
             .and_then(|rest| config.lookup_domain(rest))
         {
             if kind == HostKind::MtaSts && p.mta_sts.is_none() {
+                return None;
+            }
+            if kind == HostKind::UaAutoConfig && !p.serves_pacc() {
                 return None;
             }
             return Some((kind, d, p));
@@ -102,11 +108,17 @@ fn strip_port(host: &str) -> Option<&str> {
 enum Route<'p> {
     Thunderbird,
     Pox,
-    Json { address_in_path: Option<&'p str> },
+    Json {
+        address_in_path: Option<&'p str>,
+    },
     Mobileconfig,
     MtaSts,
     AcmeChallenge(&'p str),
     Page,
+    /// PACC's `/.well-known/user-agent-configuration.json`.
+    Pacc,
+    /// RFC 8620 §2.2 `/.well-known/jmap`: a redirect to the session URL.
+    Jmap,
 }
 
 fn match_path(path: &str) -> Option<Route<'_>> {
@@ -121,8 +133,12 @@ fn match_path(path: &str) -> Option<Route<'_>> {
         JSON_PATH => Route::Json {
             address_in_path: None,
         },
-        "/mobileconfig" => Route::Mobileconfig,
+        // With the slash: the URL automx2 publishes, so that links keep working
+        // after a switch.
+        "/mobileconfig" | "/mobileconfig/" => Route::Mobileconfig,
         "/.well-known/mta-sts.txt" => Route::MtaSts,
+        "/.well-known/user-agent-configuration.json" => Route::Pacc,
+        "/.well-known/jmap" => Route::Jmap,
         "/" => Route::Page,
         _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => {
             Route::Json {
@@ -147,7 +163,7 @@ pub fn route(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
     let Some(route) = match_path(req.path) else {
         return Reply::error(StatusCode::NOT_FOUND, "not found");
     };
-    if !served_on(route, host_kind) {
+    if !served_on(route, host_kind, config.serves_bare_domain(host_domain)) {
         return Reply::error(StatusCode::NOT_FOUND, "not found");
     }
     let mut reply = if !req.secure && env.redirect_plain_http {
@@ -160,14 +176,19 @@ pub fn route(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
 }
 
 /// Which names answer which paths (interface.md, "Host names served").
-fn served_on(route: Route<'_>, kind: HostKind) -> bool {
+/// `bare`: the domain itself is in its certificate (`bare_domain`), so HTTP-01
+/// challenges for it arrive on the bare name.
+fn served_on(route: Route<'_>, kind: HostKind, bare: bool) -> bool {
     use HostKind::*;
     match route {
         Route::Thunderbird => matches!(kind, Autoconfig | Apex),
         Route::Pox | Route::Json { .. } => matches!(kind, Autodiscover | Apex | Autoconfig),
         Route::Mobileconfig | Route::Page => matches!(kind, Autoconfig | Autodiscover),
         Route::MtaSts => kind == MtaSts,
-        Route::AcmeChallenge(_) => kind != Apex,
+        Route::Pacc => kind == UaAutoConfig,
+        // Wherever a JMAP client may look: every name we serve.
+        Route::Jmap => true,
+        Route::AcmeChallenge(_) => kind != Apex || bare,
     }
 }
 
@@ -240,18 +261,22 @@ fn dispatch(
                 Err(e) => return bad_address(e),
             };
             with_provider(config, address.as_ref(), host_provider, |provider| {
-                let doc = thunderbird::render(provider, address.as_ref());
+                // Only the asked domain: never the provider's other customers.
+                let domain = address.as_ref().map_or(host_domain, |a| a.domain());
+                let doc = thunderbird::render(provider, domain, address.as_ref());
                 cacheable(Reply::ok(doc), address.is_some())
             })
         }),
         Route::Pox => match *req.method {
-            Method::POST => pox(req.body, config, env.time_of_day),
-            // A browser looking at the URL: a readable error document, not a bare 404.
-            Method::GET | Method::HEAD => Reply::ok(autodiscover::render_error(
-                autodiscover::ErrorCode::InvalidRequest,
-                env.time_of_day,
-            ))
-            .no_store(),
+            Method::POST if !req.body.trim_ascii().is_empty() => {
+                pox(req.body, config, env.time_of_day)
+            }
+            // A GET, or a POST with no body (Delta Chat; anyone who learnt the
+            // URL from a guide for static files): the settings, as a static
+            // autodiscover.xml would answer.
+            Method::GET | Method::HEAD | Method::POST => {
+                pox_without_body(req.query, config, host_domain, host_provider)
+            }
             _ => Reply::method_not_allowed("GET, HEAD, POST"),
         },
         Route::Json { address_in_path } => {
@@ -287,6 +312,20 @@ fn dispatch(
             None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
         }),
         Route::Page => get_only(&|| settings_page(req, config, host_provider)),
+        Route::Pacc => get_only(&|| match pacc::render(host_provider) {
+            // Public and the same for everyone; the draft wants it readable
+            // from web clients, hence CORS for any origin.
+            Some(doc) => {
+                cacheable(Reply::ok(doc), false).header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            }
+            None => Reply::error(StatusCode::NOT_FOUND, "not found"),
+        }),
+        Route::Jmap => match host_provider.jmap_url() {
+            // 307: the method is kept, and the operator may move the session.
+            Some(url) => Reply::error(StatusCode::TEMPORARY_REDIRECT, "see Location")
+                .header(header::LOCATION, url),
+            None => Reply::error(StatusCode::NOT_FOUND, "no JMAP server configured"),
+        },
     }
 }
 
@@ -405,6 +444,29 @@ fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
     ))
     .no_store()
     .for_address(&address)
+}
+
+/// The Outlook 2006a settings for the address in the query, else for the
+/// Host's mail domain with only `%EMAILDOMAIN%` filled in.
+fn pox_without_body(
+    query: Option<&str>,
+    config: &Config,
+    host_domain: &str,
+    host_provider: &Provider,
+) -> Reply {
+    let address = match query_address(query, &["emailaddress", "email"]) {
+        Ok(a) => a,
+        Err(e) => return bad_address(e),
+    };
+    with_provider(config, address.as_ref(), host_provider, |provider| {
+        let doc = match &address {
+            Some(a) => {
+                autodiscover::render(provider, a, &autodiscover::ResponseSchema::Outlook2006a)
+            }
+            None => autodiscover::render_for_domain(provider, host_domain),
+        };
+        cacheable(Reply::ok(doc), address.is_some())
+    })
 }
 
 fn json(

@@ -17,6 +17,10 @@ use crate::model::{Provider, Security, Server, ServerKind};
 use crate::render::mobileconfig::split_url;
 use crate::render::mta_sts;
 
+mod bare;
+mod standards;
+pub use bare::bare_domain;
+
 /// TTL of every record we print.
 pub const TTL_SECS: u32 = 3600;
 
@@ -88,7 +92,9 @@ pub fn render(provider: &Provider, domain: &str, public_name: Option<&str>) -> S
     });
     dav_srv(&mut lines, provider, domain, ServerKind::CalDav, "caldav");
     dav_srv(&mut lines, provider, domain, ServerKind::CardDav, "carddav");
+    standards::jmap_srv(&mut lines, provider, domain);
     mta_sts_txt(&mut lines, provider, domain);
+    standards::pacc_txt(&mut lines, provider, domain);
     format_lines(&lines)
 }
 
@@ -96,6 +102,9 @@ fn host_names(lines: &mut Vec<Line>, provider: &Provider, domain: &str, public: 
     let mut labels = vec!["autoconfig", "autodiscover"];
     if provider.mta_sts.is_some() {
         labels.push("mta-sts");
+    }
+    if provider.serves_pacc() {
+        labels.push("ua-auto-config");
     }
     lines.push(Line::Blank);
     match public {

@@ -186,8 +186,8 @@ struct CardDavPayload<'a> {
 
 /// The profile for `address`, served as an attachment named `<domain>-mail.mobileconfig`.
 ///
-/// Mail: the first incoming server (the operator's preferred one) and the first SMTP
-/// server. `EmailAddress` and `EmailAccountDescription` are the address (the profile is
+/// Mail: the first encrypted incoming server and the first encrypted SMTP server in
+/// the operator's order ([`chosen_servers`]). `EmailAddress` and `EmailAccountDescription` are the address (the profile is
 /// personal, and two accounts at one provider stay tellable apart); `EmailAccountName`
 /// (the sender's full name) is left out because we don't know it: the user sets it in
 /// Mail. No passwords: the device prompts once for both servers
@@ -296,8 +296,7 @@ fn mail_payload<'a>(
 ) -> Option<MailPayload<'a>> {
     // Config validation guarantees both; a provider without them gets a profile
     // without a mail payload rather than a panic.
-    let incoming = provider.incoming().next()?;
-    let outgoing = provider.outgoing().next()?;
+    let (incoming, outgoing) = chosen_servers(provider)?;
     let (in_host, in_port, in_security) = incoming.host_port()?;
     let (out_host, out_port, out_security) = outgoing.host_port()?;
     let c = common(provider, address, identifier, PayloadKind::Mail);
@@ -325,6 +324,29 @@ fn mail_payload<'a>(
         outgoing_mail_server_username: username(outgoing, address),
         outgoing_password_same_as_incoming_password: true,
     })
+}
+
+/// The incoming and the outgoing server a profile holds (it has room for one
+/// of each): the first encrypted one (implicit TLS or STARTTLS) in the
+/// operator's order, else the first. A config that lists IMAP 143 plain before
+/// IMAP 143 STARTTLS must not hand iPhones the plain one. `None` without an
+/// incoming or an SMTP server (validation prevents that).
+pub fn chosen_servers(provider: &Provider) -> Option<(&Server, &Server)> {
+    Some((
+        first_encrypted(provider.incoming())?,
+        first_encrypted(provider.outgoing())?,
+    ))
+}
+
+fn first_encrypted<'a>(servers: impl Iterator<Item = &'a Server>) -> Option<&'a Server> {
+    let servers: Vec<&Server> = servers.collect();
+    let encrypted =
+        |s: &&&Server| matches!(s.host_port(), Some((_, _, sec)) if sec != Security::Plain);
+    servers
+        .iter()
+        .find(encrypted)
+        .or_else(|| servers.first())
+        .copied()
 }
 
 /// The first method in the operator's list that Apple Mail can do.

@@ -6,10 +6,13 @@
 //! through an escaping writer (quick-xml, plist, serde_json), never with format!.
 
 pub mod autodiscover;
+pub mod clients;
 pub mod dns;
 pub mod mobileconfig;
 pub mod mta_sts;
+pub mod pacc;
 pub mod page;
+pub mod tb_android;
 pub mod thunderbird;
 
 /// A rendered document and how to serve it.

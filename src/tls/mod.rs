@@ -137,19 +137,6 @@ impl Hooks for EdgeHooks {
     }
 
     fn sign_profile(&self, domain: &str, profile: &[u8]) -> Option<Vec<u8>> {
-        let Some(key) = self.resolver.domain_key(domain) else {
-            tracing::info!(
-                domain,
-                "serving an unsigned profile: no certificate for the domain yet"
-            );
-            return None;
-        };
-        match sign::sign_profile(profile, &key, std::time::SystemTime::now()) {
-            Ok(signed) => Some(signed),
-            Err(e) => {
-                tracing::warn!(domain, error = %e, "signing the profile failed; serving it unsigned");
-                None
-            }
-        }
+        sign::sign_for_domain(&self.resolver, domain, profile)
     }
 }

@@ -16,6 +16,8 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 #[derive(Default, Debug)]
 pub struct CertResolver {
     inner: RwLock<Inner>,
+    /// Bounds profile signatures running at once (see `sign::sign_for_domain`).
+    pub(super) signing: super::sign::SigningSlots,
 }
 
 #[derive(Default, Debug)]
@@ -28,6 +30,9 @@ struct Inner {
     alpn_challenges: HashMap<String, Arc<CertifiedKey>>,
     /// (name, token) -> HTTP-01 key authorization
     http_challenges: HashMap<(String, String), String>,
+    /// Domains for which serving an unsigned profile was already logged
+    /// (since they last had a certificate): once per domain, not per request.
+    unsigned_logged: std::collections::HashSet<String>,
 }
 
 /// A certificate, parsed now or on its first use. Start-up with thousands of
@@ -114,6 +119,16 @@ impl CertResolver {
             inner.by_name.insert(n.clone(), key.clone());
         }
         inner.domains.insert(domain.to_owned(), (names, key));
+        inner.unsigned_logged.remove(domain);
+    }
+
+    /// True the first time an unsigned profile is served for `domain` since
+    /// it last had a certificate: the caller logs then, and not again.
+    pub fn first_unsigned(&self, domain: &str) -> bool {
+        if self.read().unsigned_logged.contains(domain) {
+            return false;
+        }
+        self.write().unsigned_logged.insert(domain.to_owned())
     }
 
     /// Stops serving every domain for which `keep` is false.

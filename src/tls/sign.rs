@@ -248,5 +248,102 @@ fn cms_time(t: SystemTime) -> Result<Time, SignError> {
     }
 }
 
+/// Signs `profile` with the certificate `resolver` serves for `domain`, for
+/// the edge's `/mobileconfig` answers. Without a certificate yet, `None`
+/// (served unsigned), logged once per domain: anyone can request profiles,
+/// and a line per request would let them flood the journal. A failure to
+/// sign is logged and also served unsigned.
+///
+/// The signature (an RSA one in particular) is CPU work: on a multi-threaded
+/// runtime it runs under `block_in_place`, which hands this worker's other
+/// tasks to another thread first, and at most half the CPUs sign at once
+/// (`SigningSlots`), so a burst of profile requests queues behind itself
+/// instead of taking every core from the requests behind it.
+pub fn sign_for_domain(
+    resolver: &super::CertResolver,
+    domain: &str,
+    profile: &[u8],
+) -> Option<Vec<u8>> {
+    let Some(key) = resolver.domain_key(domain) else {
+        if resolver.first_unsigned(domain) {
+            tracing::info!(
+                domain = %domain,
+                "serving unsigned profiles: no certificate for the domain yet (logged once)"
+            );
+        }
+        return None;
+    };
+    let sign = || {
+        let _slot = resolver.signing.acquire();
+        sign_profile(profile, &key, SystemTime::now())
+    };
+    let on_multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let signed = if on_multi_thread {
+        tokio::task::block_in_place(sign)
+    } else {
+        sign()
+    };
+    match signed {
+        Ok(signed) => Some(signed),
+        Err(e) => {
+            tracing::warn!(domain = %domain, error = %e, "signing the profile failed; serving it unsigned");
+            None
+        }
+    }
+}
+
+/// A counting semaphore for blocking threads: how many profile signatures
+/// may run at once (half the CPUs, at least one).
+#[derive(Debug)]
+pub struct SigningSlots {
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    max: usize,
+}
+
+impl Default for SigningSlots {
+    fn default() -> SigningSlots {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        SigningSlots {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            max: (cpus / 2).max(1),
+        }
+    }
+}
+
+impl SigningSlots {
+    /// Blocks (the thread, which `block_in_place` has freed of other tasks)
+    /// until a slot is free.
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut used = self
+            .used
+            .lock()
+            .expect("never poisoned: no panics while held");
+        while *used >= self.max {
+            used = self
+                .freed
+                .wait(used)
+                .expect("never poisoned: no panics while held");
+        }
+        *used += 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'s>(&'s SigningSlots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .used
+            .lock()
+            .expect("never poisoned: no panics while held") -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -25,13 +25,13 @@ use crate::pebble::{Pebble, PebbleOptions, free_tcp_port};
 use crate::support::{PRIVILEGED_PORTS, require_program};
 
 /// Pebble with NOSLEEP issues in about a second; leave room for a loaded CI box.
-const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
+pub(crate) const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Anything else we wait for (a reload, a status change, an exit).
-const WAIT_TIMEOUT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const WAIT_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 const ADDRESS: &str = "alice@example.test";
 
-fn names(domain: &str) -> Vec<String> {
+pub(crate) fn names(domain: &str) -> Vec<String> {
     ["autoconfig", "autodiscover", "mta-sts"]
         .iter()
         .map(|p| format!("{p}.{domain}"))
@@ -39,7 +39,7 @@ fn names(domain: &str) -> Vec<String> {
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub(crate) async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -76,46 +76,62 @@ impl std::io::Write for TeeWriter {
     }
 }
 
-fn in_process_log() -> String {
+/// The in-process daemons' log: shown by libtest when a test fails, and kept
+/// in `LOG` for assertions.
+pub(crate) fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(|| TeeWriter)
+        .try_init();
+}
+
+pub(crate) fn in_process_log() -> String {
     LOG.lock().unwrap().clone()
 }
 
 /// One test's CA, config file and state directory, and the daemon's ports.
-struct World {
-    pebble: Pebble,
-    dir: tempfile::TempDir,
-    http_port: u16,
-    https_port: u16,
-    challenge: &'static str,
+pub(crate) struct World {
+    pub(crate) pebble: Pebble,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) http_port: u16,
+    pub(crate) https_port: u16,
+    pub(crate) challenge: &'static str,
 }
 
 impl World {
     /// Starts Pebble pointed at `http_port`/`https_port`.
-    async fn new(challenge: &'static str, http_port: u16, https_port: u16) -> World {
+    pub(crate) async fn new(challenge: &'static str, http_port: u16, https_port: u16) -> World {
         World::new_with(challenge, http_port, https_port, PebbleOptions::default()).await
     }
 
     /// `new` with a CA started with `options`.
-    async fn new_with(
+    pub(crate) async fn new_with(
         challenge: &'static str,
         http_port: u16,
         https_port: u16,
         options: PebbleOptions,
     ) -> World {
-        // The in-process daemon's log: shown by libtest when a test fails, and
-        // kept in `LOG` for assertions.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_ansi(false)
-            .with_writer(|| TeeWriter)
-            .try_init();
+        init_log();
         let pebble =
             tokio::task::spawn_blocking(move || Pebble::start_with(http_port, https_port, options))
                 .await
                 .unwrap();
+        World::with_pebble(pebble, challenge, http_port, https_port)
+    }
+
+    /// A world around a CA the caller started (e.g. with its validator
+    /// pointed elsewhere than the daemon's ports).
+    pub(crate) fn with_pebble(
+        pebble: Pebble,
+        challenge: &'static str,
+        http_port: u16,
+        https_port: u16,
+    ) -> World {
+        init_log();
         World {
             pebble,
             dir: tempfile::tempdir().unwrap(),
@@ -125,23 +141,23 @@ impl World {
         }
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("mailconfd.toml")
     }
 
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
     /// Writes the config: one provider serving `domains`, with MTA-STS.
-    fn write_config(&self, domains: &[&str], max_concurrent_orders: usize) {
+    pub(crate) fn write_config(&self, domains: &[&str], max_concurrent_orders: usize) {
         let text = self.config_text(&self.state_dir(), domains, max_concurrent_orders, "");
         std::fs::write(self.config_path(), text).unwrap();
     }
 
     /// The config `write_config` writes, with its own `state_dir` and extra
     /// lines for the `[acme]` table (e.g. EAB).
-    fn config_text(
+    pub(crate) fn config_text(
         &self,
         state_dir: &Path,
         domains: &[&str],
@@ -212,13 +228,20 @@ domains = [{list}]
         )
     }
 
-    async fn handshake(&self, sni: Option<&str>) -> std::io::Result<Vec<CertificateDer<'static>>> {
+    pub(crate) async fn handshake(
+        &self,
+        sni: Option<&str>,
+    ) -> std::io::Result<Vec<CertificateDer<'static>>> {
         handshake(self.https_port, sni, &self.pebble.root).await
     }
 
     /// Waits until every name of `domain` is served with a certificate that
     /// verifies against Pebble's root; returns the leaf.
-    async fn wait_served(&self, domain: &str, timeout: Duration) -> CertificateDer<'static> {
+    pub(crate) async fn wait_served(
+        &self,
+        domain: &str,
+        timeout: Duration,
+    ) -> CertificateDer<'static> {
         let mut leaf = None;
         for name in names(domain) {
             let chain = until(&format!("certificate for {name}"), timeout, || async {
@@ -231,7 +254,7 @@ domains = [{list}]
     }
 
     /// Waits until no name of `domain` gets a certificate any more.
-    async fn wait_not_served(&self, domain: &str) {
+    pub(crate) async fn wait_not_served(&self, domain: &str) {
         for name in names(domain) {
             until(
                 &format!("{name} no longer served"),
@@ -245,26 +268,26 @@ domains = [{list}]
         }
     }
 
-    async fn fetch(&self, host: &str, path: &str, post: Option<&[u8]>) -> Fetched {
+    pub(crate) async fn fetch(&self, host: &str, path: &str, post: Option<&[u8]>) -> Fetched {
         fetch(self.https_port, host, path, &self.pebble.root, post).await
     }
 
     /// `certs.json`, the report the daemon keeps for `mailconfd certs`.
-    fn report(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn report(&self) -> Vec<serde_json::Value> {
         std::fs::read(self.state_dir().join("certs.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
 
-    fn report_row(&self, domain: &str) -> Option<serde_json::Value> {
+    pub(crate) fn report_row(&self, domain: &str) -> Option<serde_json::Value> {
         self.report()
             .into_iter()
             .find(|r| r["domain"].as_str() == Some(domain))
     }
 
     /// Every document of `domain`, over HTTPS with SNI, checked.
-    async fn check_documents(&self, domain: &str) {
+    pub(crate) async fn check_documents(&self, domain: &str) {
         check_documents(self, domain).await;
     }
 }
@@ -284,30 +307,40 @@ impl Drop for World {
 
 /// Both listeners of an in-process daemon, bound before Pebble starts so that
 /// its validator can be pointed at their ports.
-async fn bind_pair() -> (TcpListener, TcpListener) {
+pub(crate) async fn bind_pair() -> (TcpListener, TcpListener) {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     (http, https)
 }
 
-fn port(l: &TcpListener) -> u16 {
+/// Binds 127.0.0.1:`port` again after a daemon let it go. Under a loaded
+/// parallel test run another test's socket can hold the number for a
+/// moment (it was an ephemeral port), so this retries until a deadline.
+pub(crate) async fn rebind(port: u16) -> TcpListener {
+    until(&format!("port {port} free again"), WAIT_TIMEOUT, || async {
+        TcpListener::bind(("127.0.0.1", port)).await.ok()
+    })
+    .await
+}
+
+pub(crate) fn port(l: &TcpListener) -> u16 {
     l.local_addr().unwrap().port()
 }
 
 /// `app::run` in this process, as `mailconfd serve` runs it.
-struct InProcess {
+pub(crate) struct InProcess {
     shutdown: CancellationToken,
     reload: mpsc::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl InProcess {
-    fn start(world: &World, http: TcpListener, https: TcpListener) -> InProcess {
+    pub(crate) fn start(world: &World, http: TcpListener, https: TcpListener) -> InProcess {
         InProcess::start_at(&world.config_path(), http, https)
     }
 
     /// A daemon from the config file at `config_path`.
-    fn start_at(config_path: &Path, http: TcpListener, https: TcpListener) -> InProcess {
+    pub(crate) fn start_at(config_path: &Path, http: TcpListener, https: TcpListener) -> InProcess {
         let config = mailconfd::config::load(config_path).unwrap();
         let shutdown = CancellationToken::new();
         let (reload, reload_rx) = mpsc::channel(1);
@@ -328,11 +361,11 @@ impl InProcess {
         }
     }
 
-    async fn reload(&self) {
+    pub(crate) async fn reload(&self) {
         self.reload.send(()).await.unwrap();
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(WAIT_TIMEOUT, self.task)
             .await
@@ -346,7 +379,7 @@ impl InProcess {
 
 /// A TLS handshake to 127.0.0.1:`port` trusting only `root`; `sni` None sends
 /// no server_name (rustls omits it for an IP address). Returns the chain.
-async fn handshake(
+pub(crate) async fn handshake(
     port: u16,
     sni: Option<&str>,
     root: &Path,
@@ -384,7 +417,7 @@ async fn handshake_alpn(
 
 /// The handshake failed because the server refused it (a TLS alert), not
 /// because we rejected a certificate it sent.
-fn assert_refused(result: std::io::Result<Vec<CertificateDer<'static>>>, what: &str) {
+pub(crate) fn assert_refused(result: std::io::Result<Vec<CertificateDer<'static>>>, what: &str) {
     let err = result.expect_err(what);
     let tls_error = err
         .get_ref()
@@ -395,21 +428,27 @@ fn assert_refused(result: std::io::Result<Vec<CertificateDer<'static>>>, what: &
     );
 }
 
-struct Fetched {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
+pub(crate) struct Fetched {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Fetched {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// One HTTPS request with curl: SNI and Host = `host`, resolved to 127.0.0.1,
 /// verified against `root` only.
-async fn fetch(port: u16, host: &str, path: &str, root: &Path, post: Option<&[u8]>) -> Fetched {
+pub(crate) async fn fetch(
+    port: u16,
+    host: &str,
+    path: &str,
+    root: &Path,
+    post: Option<&[u8]>,
+) -> Fetched {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "10", "--resolve"])
         .arg(format!("{host}:{port}:127.0.0.1"))
@@ -552,13 +591,13 @@ async fn check_documents(world: &World, domain: &str) {
 // ---------------------------------------------------------------- the real binary
 
 /// `mailconfd serve` as a child process, its log in a file; killed on drop.
-struct Binary {
+pub(crate) struct Binary {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Binary {
-    fn start(world: &World, log_name: &str) -> Binary {
+    pub(crate) fn start(world: &World, log_name: &str) -> Binary {
         let log = world.dir.path().join(log_name);
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
@@ -576,15 +615,15 @@ impl Binary {
         }
     }
 
-    fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.child.as_ref().unwrap().id().to_string()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.pid()])
             .status()
@@ -593,14 +632,14 @@ impl Binary {
     }
 
     /// kill -9 and reap.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     /// SIGTERM; must exit 0 in time.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.signal("TERM");
         let mut child = self.child.take().unwrap();
         let status = until("exit after SIGTERM", WAIT_TIMEOUT, || {
@@ -622,7 +661,7 @@ impl Drop for Binary {
 }
 
 /// `mailconfd certs -c FILE`.
-fn certs_command(world: &World) -> String {
+pub(crate) fn certs_command(world: &World) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
         .args(["certs", "-c"])
         .arg(world.config_path())
@@ -639,7 +678,7 @@ fn certs_command(world: &World) -> String {
 // ---------------------------------------------------------------- scenarios
 
 /// Pebble and the command-line clients every test here runs.
-fn ca_tools() -> bool {
+pub(crate) fn ca_tools() -> bool {
     require_program("pebble", "pebble")
         && require_program("pebble-challtestsrv", "pebble")
         && require_program("curl", "curl")
@@ -744,8 +783,7 @@ async fn restart_reuses_the_stored_certificate() {
     assert_eq!(orders, 1, "{}", world.pebble.log());
     daemon.stop().await;
 
-    let http = TcpListener::bind(("127.0.0.1", http_port)).await.unwrap();
-    let https = TcpListener::bind(("127.0.0.1", https_port)).await.unwrap();
+    let (http, https) = (rebind(http_port).await, rebind(https_port).await);
     let daemon = InProcess::start(&world, http, https);
     // Served at once: the first handshake after start, no waiting for the CA.
     let chain = world
@@ -1024,7 +1062,7 @@ fn leaf_info(leaf: &CertificateDer<'_>) -> (String, i64, i64) {
 
 /// Log lines of the in-process daemons about `domain` (tests run in parallel
 /// and share the log, so every test uses domains of its own).
-fn log_lines_for(domain: &str) -> Vec<String> {
+pub(crate) fn log_lines_for(domain: &str) -> Vec<String> {
     let tag = format!("domain={domain} ");
     in_process_log()
         .lines()

@@ -15,7 +15,7 @@ use mailconfd::address::EmailAddress;
 use mailconfd::config::{self, Config};
 use mailconfd::model::{Auth, Endpoint, Provider, Security, Server, ServerKind};
 use mailconfd::render::autodiscover::{self, ResponseSchema};
-use mailconfd::render::{dns, mobileconfig, mta_sts, thunderbird};
+use mailconfd::render::{dns, mobileconfig, mta_sts, pacc, thunderbird};
 use plist::{Dictionary, Value};
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
@@ -124,8 +124,14 @@ fn render_case(case: &Case) -> Vec<(&'static str, Vec<u8>)> {
     }
     out.push(("warnings.txt", warnings.into_bytes()));
 
-    out.push(("thunderbird.xml", thunderbird::render(p, Some(a)).body));
-    out.push(("thunderbird-generic.xml", thunderbird::render(p, None).body));
+    out.push((
+        "thunderbird.xml",
+        thunderbird::render(p, a.domain(), Some(a)).body,
+    ));
+    out.push((
+        "thunderbird-generic.xml",
+        thunderbird::render(p, a.domain(), None).body,
+    ));
 
     // The POX answer goes through the request parser, as over HTTP.
     let body = pox_request(
@@ -169,6 +175,9 @@ fn render_case(case: &Case) -> Vec<(&'static str, Vec<u8>)> {
 
     if let Some(policy) = &p.mta_sts {
         out.push(("mta-sts.txt", mta_sts::render(policy).body));
+    }
+    if let Some(doc) = pacc::render(p) {
+        out.push(("pacc.json", doc.body));
     }
     out.push((
         "dns.txt",
@@ -344,12 +353,14 @@ fn check_case(case: &Case, rendered: &[(&'static str, Vec<u8>)]) {
         &ctx("thunderbird.xml"),
         get("thunderbird.xml").unwrap(),
         p,
+        a.domain(),
         Some(a),
     );
     check_thunderbird(
         &ctx("thunderbird-generic.xml"),
         get("thunderbird-generic.xml").unwrap(),
         p,
+        a.domain(),
         None,
     );
     check_pox(
@@ -541,7 +552,8 @@ fn socket_type(s: Security) -> &'static str {
     }
 }
 
-fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, a: Option<&EmailAddress>) {
+/// `domain`: the one the answer was asked for (the address's, else the Host's).
+fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, domain: &str, a: Option<&EmailAddress>) {
     assert!(body.starts_with(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"));
     assert!(body.ends_with(b"</clientConfig>\n"), "{ctx}");
     let root = trimmed(&parse_xml(ctx, body));
@@ -549,15 +561,35 @@ fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, a: Option<&EmailAddre
     assert_eq!(root.attr("version"), Some("1.1"));
     let ep = root.child("emailProvider");
     assert_eq!(ep.attr("id"), Some(p.id.as_str()), "{ctx}");
-    assert_eq!(ep.texts("domain"), p.domains, "{ctx}");
+    // Only the asked domain: a hoster's other customers stay out of the answer.
+    assert_eq!(ep.texts("domain"), [domain], "{ctx}");
+    assert!(p.domains.iter().any(|d| d == domain), "{ctx}");
     assert_eq!(ep.text_of("displayName"), p.name, "{ctx}");
     assert_eq!(ep.text_of("displayShortName"), p.short_name, "{ctx}");
 
-    let servers: Vec<&Element> = ep
+    let all: Vec<&Element> = ep
         .children
         .iter()
         .filter(|c| c.name == "incomingServer" || c.name == "outgoingServer")
         .collect();
+    // JMAP entries come last, after every IMAP, POP3 and SMTP server, so that
+    // parsers taking the first incomingServer never get one.
+    let first_jmap = all
+        .iter()
+        .position(|c| c.attr("type") == Some("jmap"))
+        .unwrap_or(all.len());
+    let (servers, jmap) = all.split_at(first_jmap);
+    let want_jmap: Vec<&Server> = p
+        .servers
+        .iter()
+        .filter(|s| s.kind == ServerKind::Jmap)
+        .collect();
+    assert_eq!(jmap.len(), want_jmap.len(), "{ctx}: JMAP entries last");
+    for (got, s) in jmap.iter().zip(want_jmap) {
+        assert_eq!(got.name, "incomingServer", "{ctx}");
+        assert_eq!(got.text_of("url"), s.url().unwrap(), "{ctx}");
+        assert_eq!(got.text_of("username"), expand(&s.username, a), "{ctx}");
+    }
     let want: Vec<_> = mail_servers(p).collect();
     assert_eq!(
         servers.len(),
@@ -587,8 +619,20 @@ fn check_thunderbird(ctx: &str, body: &[u8], p: &Provider, a: Option<&EmailAddre
     let dav: Vec<&Element> = root
         .children
         .iter()
-        .filter(|c| c.name != "emailProvider")
+        .filter(|c| c.name != "emailProvider" && c.name != "oAuth2")
         .collect();
+    let oauth: Vec<&Element> = root
+        .children
+        .iter()
+        .filter(|c| c.name == "oAuth2")
+        .collect();
+    match p.oauth2_hints().filter(|o| o.is_complete()) {
+        Some(o) => {
+            assert_eq!(oauth.len(), 1, "{ctx}: one <oAuth2>");
+            assert_eq!(oauth[0].text_of("issuer"), o.issuer, "{ctx}");
+        }
+        None => assert!(oauth.is_empty(), "{ctx}: <oAuth2> without hints"),
+    }
     let want: Vec<&Server> = p
         .servers
         .iter()
@@ -1139,7 +1183,10 @@ fn hostile_addresses_cannot_break_out() {
         );
 
         for (name, body) in [
-            ("thunderbird", thunderbird::render(p, Some(&a)).body),
+            (
+                "thunderbird",
+                thunderbird::render(p, a.domain(), Some(&a)).body,
+            ),
             (
                 "pox",
                 autodiscover::render_with_time(p, &a, &ResponseSchema::Outlook2006a, FIXED_TIME)
@@ -1260,7 +1307,7 @@ fn placeholder_text_in_the_address_is_not_expanded_again() {
     let case = Case::load(&golden_root().join("minimal"));
     let p = case.provider();
     let a = EmailAddress::parse("%EMAILDOMAIN%@example.com").unwrap();
-    let tb = parse_xml("tb", &thunderbird::render(p, Some(&a)).body);
+    let tb = parse_xml("tb", &thunderbird::render(p, a.domain(), Some(&a)).body);
     let imap = tb.child("emailProvider").child("incomingServer");
     assert_eq!(imap.text_of("username"), "%EMAILDOMAIN%@example.com");
 }
@@ -1280,4 +1327,62 @@ fn example_config_parses() {
         config::load(&root.join("etc/local.toml")).unwrap_or_else(|e| panic!("{:?}", e.lines()));
     assert_eq!(local.tls.mode, config::TlsMode::Local);
     assert!(local.provider_for_domain("example.com").is_some());
+}
+
+/// The PACC document a case serves hashes to the TXT record its `dns.txt`
+/// tells the operator to publish: clients reject it otherwise.
+#[test]
+fn pacc_digest_in_dns_matches_the_served_bytes() {
+    let mut checked = 0;
+    for dir in case_dirs() {
+        let case = Case::load(&dir);
+        let p = case.provider();
+        let Some(doc) = pacc::render(p) else { continue };
+        let zone = dns::render(p, &p.domains[0], None);
+        let record = pacc::digest_record(&doc.body);
+        assert!(
+            zone.contains(&format!("\"{record}\"")),
+            "{}: {zone}",
+            case.name
+        );
+        assert!(
+            case.config
+                .names_for_domain(&p.domains[0])
+                .contains(&format!("ua-auto-config.{}", p.domains[0])),
+            "{}: ua-auto-config in the certificate",
+            case.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "no golden case serves PACC");
+}
+
+/// `check` says where PACC is served, and why it is left out where it cannot
+/// describe the servers (implicit TLS on default ports only).
+#[test]
+fn check_reports_pacc_served_or_left_out() {
+    let run = |path: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+            .args(["check", "-c"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let served = run(&golden_root().join("jmap-oauth-pacc/config.toml"));
+    assert!(
+        served.contains(
+            "PACC: served at https://ua-auto-config.jmap.example/.well-known/user-agent-configuration.json"
+        ),
+        "{served}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let text = std::fs::read_to_string(golden_root().join("starttls-only/config.toml")).unwrap();
+    let text = text.replacen("[[provider]]\n", "[[provider]]\npacc = true\n", 1);
+    std::fs::write(&path, text).unwrap();
+    let left_out = run(&path);
+    assert!(left_out.contains("PACC: left out:"), "{left_out}");
+    assert!(left_out.contains("provider[0].pacc"), "{left_out}");
 }

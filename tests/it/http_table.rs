@@ -348,11 +348,46 @@ fn cases() -> Vec<Case> {
             &["<Type>IMAP</Type>"],
         ),
         case(
-            "pox GET gets readable error",
+            "pox GET answers the Host domain's settings",
             get(ad, POX),
             200,
             Some(XML),
-            &["<ErrorCode>600</ErrorCode>"],
+            &[
+                "<Type>IMAP</Type>",
+                "<Type>SMTP</Type>",
+                "outlook/responseschema/2006a",
+            ],
+        ),
+        case(
+            "pox GET with an address in the query",
+            get(ad, &format!("{POX}?emailaddress=alice%40example.com")),
+            200,
+            Some(XML),
+            &[
+                "<DisplayName>alice@example.com</DisplayName>",
+                "<Type>IMAP</Type>",
+            ],
+        ),
+        case(
+            "pox GET with a foreign address",
+            get(ad, &format!("{POX}?emailaddress=eve%40evil.example")),
+            404,
+            Some(TEXT),
+            &["unknown e-mail domain"],
+        ),
+        case(
+            "pox GET with a broken address",
+            get(ad, &format!("{POX}?emailaddress=nobody")),
+            400,
+            Some(TEXT),
+            &["invalid e-mail address"],
+        ),
+        case(
+            "pox POST with an empty body answers like GET",
+            req("POST", ad, POX, "", b""),
+            200,
+            Some(XML),
+            &["<Type>IMAP</Type>", "<Type>SMTP</Type>"],
         ),
         case(
             "pox PUT not allowed",

@@ -1,10 +1,22 @@
 //! One integration-test binary (faster to link than one per file).
 mod acme;
+mod clients;
+mod deltachat;
+mod doctor;
+mod faults;
+mod faults_ca;
+mod faults_disk;
+mod faults_load;
 mod golden;
 mod hostile;
 mod http_table;
+mod kmail;
 mod lifecycle;
+mod metrics;
 mod page;
 mod pebble;
+mod pim_discovery;
+mod service_manager;
+mod sources;
 mod support;
 mod thunderbird;

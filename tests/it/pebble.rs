@@ -29,6 +29,9 @@ pub struct PebbleOptions {
     pub authz_reuse_percent: Option<u8>,
 }
 
+/// Pebble's arguments and environment.
+type PebbleCommand = (Vec<std::ffi::OsString>, Vec<(String, String)>);
+
 pub struct Pebble {
     /// Logs, configs, roots.
     pub dir: tempfile::TempDir,
@@ -41,6 +44,9 @@ pub struct Pebble {
     /// The intermediate Pebble signs leaves with.
     pub intermediate: PathBuf,
     options: PebbleOptions,
+    /// Pebble's command line, for `restart_ca`, and its management URL.
+    command: Option<PebbleCommand>,
+    management: String,
     pebble: Option<Child>,
     challtestsrv: Option<Child>,
 }
@@ -78,6 +84,8 @@ impl Pebble {
             root: dir.path().join("pebble-root.pem"),
             intermediate: dir.path().join("pebble-intermediate.pem"),
             options,
+            command: None,
+            management: String::new(),
             pebble: None,
             challtestsrv: None,
             dir,
@@ -141,27 +149,27 @@ impl Pebble {
             .spawn()
             .map_err(|e| format!("spawning pebble-challtestsrv: {e}"))?;
         self.challtestsrv = Some(challtestsrv);
-        let mut pebble = Command::new("pebble");
-        if let Some(percent) = self.options.authz_reuse_percent {
-            pebble.env("PEBBLE_AUTHZREUSE", percent.to_string());
-        }
-        let pebble = pebble
-            .arg("-config")
-            .arg(w.join("pebble-config.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+        let args: Vec<std::ffi::OsString> = vec![
+            "-config".into(),
+            w.join("pebble-config.json").into(),
+            "-dnsserver".into(),
+            format!("127.0.0.1:{dns}").into(),
             // With "=": a bare `-strict false` ends Go's flag parsing.
-            .arg("-strict=false")
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env(
-                "PEBBLE_WFE_NONCEREJECT",
+            "-strict=false".into(),
+        ];
+        let mut env = vec![
+            ("PEBBLE_VA_NOSLEEP".to_owned(), "1".to_owned()),
+            (
+                "PEBBLE_WFE_NONCEREJECT".to_owned(),
                 self.options.nonce_reject_percent.to_string(),
-            )
-            .stdin(Stdio::null())
-            .stdout(log("pebble.log"))
-            .stderr(log("pebble.err"))
-            .spawn()
-            .map_err(|e| format!("spawning pebble: {e}"))?;
-        self.pebble = Some(pebble);
+            ),
+        ];
+        if let Some(percent) = self.options.authz_reuse_percent {
+            env.push(("PEBBLE_AUTHZREUSE".to_owned(), percent.to_string()));
+        }
+        self.command = Some((args, env));
+        self.management = format!("https://127.0.0.1:{management}");
+        self.spawn_ca(false)?;
         self.directory_url = format!("https://127.0.0.1:{listen}/dir");
 
         let deadline = Instant::now() + START_TIMEOUT;
@@ -186,10 +194,63 @@ impl Pebble {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let mgmt = format!("https://127.0.0.1:{management}");
+        self.fetch_roots()
+    }
+
+    /// Spawns `pebble` with the recorded command line; `append` keeps the
+    /// earlier log (a restart).
+    fn spawn_ca(&mut self, append: bool) -> Result<(), String> {
+        let (args, env) = self
+            .command
+            .clone()
+            .expect("try_start recorded the command");
+        let open = |name: &str| {
+            let path = self.dir.path().join(name);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append)
+                .open(path)
+                .unwrap();
+            Stdio::from(file)
+        };
+        let pebble = Command::new("pebble")
+            .args(&args)
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(open("pebble.log"))
+            .stderr(open("pebble.err"))
+            .spawn()
+            .map_err(|e| format!("spawning pebble: {e}"))?;
+        self.pebble = Some(pebble);
+        Ok(())
+    }
+
+    /// The root and intermediate of the running CA (new at every start).
+    fn fetch_roots(&self) -> Result<(), String> {
+        let mgmt = &self.management;
         self.api_get(&format!("{mgmt}/roots/0"), Some(&self.root))?;
         self.api_get(&format!("{mgmt}/intermediates/0"), Some(&self.intermediate))?;
         Ok(())
+    }
+
+    /// Starts the CA again after `kill_ca`, on the same ports: the same
+    /// directory URL, a new root (Pebble keeps no state), and accounts
+    /// unknown to it. Returns when it answers; `root` is the new one.
+    pub fn restart_ca(&mut self) {
+        assert!(self.pebble.is_none(), "kill_ca first");
+        self.spawn_ca(true).unwrap();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.api_get(&self.directory_url, None).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pebble did not come back: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.fetch_roots().unwrap();
     }
 
     /// GET from Pebble's own HTTPS, trusting only its API CA; `out` saves the body.

@@ -19,8 +19,9 @@ use crate::support::{Daemon, PrivilegedPorts, require_program};
 const EMAIL: &str = "alice@example.test";
 
 /// One provider for example.test: IMAP and POP3 over implicit TLS, SMTP on
-/// 465 (implicit TLS) and 587 (STARTTLS), and CalDAV. `TLS` is replaced by
-/// the `[server]`/`[tls]` sections of each case.
+/// 465 (implicit TLS) and 587 (STARTTLS), CalDAV, and JMAP (the trailing
+/// `<incomingServer type="jmap">` must be skipped, leaving exactly the mail
+/// servers). `TLS` is replaced by the `[server]`/`[tls]` sections of each case.
 const PROVIDER: &str = r#"
 [[provider]]
 id = "example.test"
@@ -53,6 +54,9 @@ domains = ["example.test"]
   [[provider.server]]
   type = "caldav"
   url = "https://dav.example.test/cal/"
+  [[provider.server]]
+  type = "jmap"
+  url = "https://jmap.example.test/jmap/session"
 "#;
 
 /// The servers as Thunderbird's `AccountConfig` must hold them, in order
@@ -300,8 +304,9 @@ fn assert_winning_url(out: &Value, prefix: &str) {
 }
 
 /// Waits (bounded) until the local CA has issued the certificate for `name`
-/// and port 443 completes a verified handshake and answers.
-async fn wait_for_https(ca: &Path, name: &str) {
+/// and port 443 completes a verified handshake and answers (`GET
+/// /mail/config-v1.1.xml` with Host `name`; also used by the Delta Chat tests).
+pub(crate) async fn wait_for_https(ca: &Path, name: &str) {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
     let deadline = Instant::now() + Duration::from_secs(20);

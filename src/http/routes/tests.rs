@@ -25,5 +25,266 @@ fn paths_match_without_case_where_clients_differ() {
         })
     );
     assert_eq!(match_path("/mail/config-v1.1.xml/"), None);
+    // automx2's spelling, so its published links keep working.
+    assert_eq!(match_path("/mobileconfig/"), Some(Route::Mobileconfig));
+    assert_eq!(match_path("/mobileconfig"), Some(Route::Mobileconfig));
     assert_eq!(match_path("/etc/passwd"), None);
+}
+
+/// A hoster: one provider, 10,000 customer domains. Every answer (each format,
+/// the page, with and without an address) names the asked domain and no other
+/// customer, and its size does not grow with the provider.
+#[test]
+fn answers_name_only_the_asked_domain_of_a_big_provider() {
+    let domains: Vec<String> = (0..10_000)
+        .map(|i| format!("\"customer{i}.example\""))
+        .collect();
+    let config = crate::config::parse(&format!(
+        r#"
+        [server]
+        http_listen = ["127.0.0.1:0"]
+        [tls]
+        mode = "off"
+        [[provider]]
+        id = "hoster.example"
+        name = "Hoster"
+        domains = [{}]
+        [provider.mta_sts]
+        mode = "enforce"
+        mx = ["mx.hoster.example"]
+        [[provider.server]]
+        type = "imap"
+        host = "imap.hoster.example"
+        [[provider.server]]
+        type = "smtp"
+        host = "smtp.hoster.example"
+        [[provider.server]]
+        type = "activesync"
+        url = "https://eas.hoster.example/Microsoft-Server-ActiveSync"
+        "#,
+        domains.join(",")
+    ))
+    .unwrap();
+    let env = Env {
+        redirect_plain_http: false,
+        hooks: &crate::http::NoHooks,
+        time_of_day: "12:00:00.0000000",
+    };
+    let asked = "customer4711.example";
+    let pox = format!(
+        r#"<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request><EMailAddress>bob@{asked}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"#
+    );
+    let q = format!("emailaddress=bob@{asked}");
+    // (method, host prefix, path, query, body)
+    type Request<'a> = (Method, &'a str, &'a str, Option<&'a str>, &'a [u8]);
+    let requests: [Request<'_>; 12] = [
+        (
+            Method::GET,
+            "autoconfig",
+            "/mail/config-v1.1.xml",
+            None,
+            b"",
+        ),
+        (
+            Method::GET,
+            "autoconfig",
+            "/mail/config-v1.1.xml",
+            Some(&q),
+            b"",
+        ),
+        (
+            Method::GET,
+            "",
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            None,
+            b"",
+        ),
+        (
+            Method::POST,
+            "autodiscover",
+            "/autodiscover/autodiscover.xml",
+            None,
+            pox.as_bytes(),
+        ),
+        (
+            Method::GET,
+            "autodiscover",
+            "/autodiscover/autodiscover.xml",
+            None,
+            b"",
+        ),
+        (
+            Method::GET,
+            "autodiscover",
+            "/autodiscover/autodiscover.json",
+            Some("Email=bob@customer4711.example&Protocol=AutodiscoverV1"),
+            b"",
+        ),
+        (
+            Method::GET,
+            "autodiscover",
+            "/autodiscover/autodiscover.json/v1.0/bob@customer4711.example",
+            Some("Protocol=ActiveSync"),
+            b"",
+        ),
+        (Method::GET, "autoconfig", "/mobileconfig", Some(&q), b""),
+        (Method::GET, "autoconfig", "/", None, b""),
+        (Method::GET, "autoconfig", "/", Some(&q), b""),
+        (
+            Method::GET,
+            "autoconfig",
+            "/",
+            Some("emailaddress=bob@elsewhere.example"),
+            b"",
+        ),
+        (
+            Method::GET,
+            "mta-sts",
+            "/.well-known/mta-sts.txt",
+            None,
+            b"",
+        ),
+    ];
+    for (method, prefix, path, query, body) in requests {
+        let host = if prefix.is_empty() {
+            asked.to_owned()
+        } else {
+            format!("{prefix}.{asked}")
+        };
+        let req = Incoming {
+            method: &method,
+            host: Some(&host),
+            path,
+            query,
+            body,
+            secure: true,
+            accept_language: None,
+        };
+        let reply = route(&req, &config, &env);
+        let ctx = format!("{method} {host}{path}?{query:?}: {}", reply.status);
+        assert!(reply.status.as_u16() < 500, "{ctx}");
+        let text = String::from_utf8_lossy(&reply.body);
+        for (at, _) in text.match_indices("customer") {
+            let number: String = text[at + 8..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            assert_eq!(number, "4711", "{ctx}: names another customer\n{text}");
+        }
+        // The page carries its own CSS; the documents are a few hundred bytes.
+        let cap = if path == "/" { 16 * 1024 } else { 4096 };
+        assert!(reply.body.len() < cap, "{ctx}: {} bytes", reply.body.len());
+    }
+}
+
+const STANDARDS: &str = r#"
+    [server]
+    http_listen = ["127.0.0.1:0"]
+    [tls]
+    mode = "off"
+    [[provider]]
+    id = "jmap.example"
+    name = "JMAP"
+    domains = ["jmap.example"]
+    pacc = true
+    [[provider.server]]
+    type = "imap"
+    host = "mail.jmap.example"
+    [[provider.server]]
+    type = "smtp"
+    host = "mail.jmap.example"
+    [[provider.server]]
+    type = "jmap"
+    url = "https://mail.jmap.example/jmap/session"
+    [[provider]]
+    id = "plain.example"
+    name = "Plain"
+    domains = ["plain.example"]
+    [[provider.server]]
+    type = "imap"
+    host = "mail.plain.example"
+    [[provider.server]]
+    type = "smtp"
+    host = "mail.plain.example"
+"#;
+
+fn get(config: &Config, host: &str, path: &str) -> Reply {
+    let env = Env {
+        redirect_plain_http: false,
+        hooks: &crate::http::NoHooks,
+        time_of_day: "12:00:00.0000000",
+    };
+    let req = Incoming {
+        method: &Method::GET,
+        host: Some(host),
+        path,
+        query: None,
+        body: b"",
+        secure: true,
+        accept_language: None,
+    };
+    route(&req, config, &env)
+}
+
+fn header<'r>(reply: &'r Reply, name: &header::HeaderName) -> Option<&'r str> {
+    reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.to_str().ok())
+}
+
+#[test]
+fn pacc_is_served_on_ua_auto_config_only_where_enabled() {
+    let config = crate::config::parse(STANDARDS).unwrap();
+    let path = "/.well-known/user-agent-configuration.json";
+    let reply = get(&config, "UA-Auto-Config.jmap.example.", path);
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type, crate::render::JSON);
+    let expected = pacc::render(config.provider_for_domain("jmap.example").unwrap()).unwrap();
+    assert_eq!(
+        &reply.body[..],
+        &expected.body[..],
+        "the bytes the digest covers"
+    );
+    assert_eq!(
+        header(&reply, &header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        Some("*")
+    );
+    // Not on the other names, not for a provider without `pacc = true`.
+    assert_eq!(get(&config, "autoconfig.jmap.example", path).status, 404);
+    assert_eq!(
+        get(&config, "ua-auto-config.plain.example", path).status,
+        404
+    );
+    assert_eq!(
+        get(
+            &config,
+            "ua-auto-config.jmap.example",
+            "/mail/config-v1.1.xml"
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn well_known_jmap_redirects_to_the_session_url() {
+    let config = crate::config::parse(STANDARDS).unwrap();
+    for host in [
+        "autoconfig.jmap.example",
+        "autodiscover.jmap.example",
+        "ua-auto-config.jmap.example",
+    ] {
+        let reply = get(&config, host, "/.well-known/jmap");
+        assert_eq!(reply.status, StatusCode::TEMPORARY_REDIRECT, "{host}");
+        assert_eq!(
+            header(&reply, &header::LOCATION),
+            Some("https://mail.jmap.example/jmap/session")
+        );
+    }
+    assert_eq!(
+        get(&config, "autoconfig.plain.example", "/.well-known/jmap").status,
+        404
+    );
 }

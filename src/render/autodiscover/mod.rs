@@ -7,7 +7,7 @@
 //! caller; nothing here reads a clock, the network or a file.
 //!
 //! - `request`: untrusted POX body -> [`PoxRequest`]
-//! - `pox`: [`render`], [`render_with_time`], [`render_error`]
+//! - `pox`: [`render`], [`render_with_time`], [`render_for_domain`], [`render_error`]
 //! - `json`: [`render_json`], [`address_from_json_path`]
 
 mod json;
@@ -15,7 +15,9 @@ mod pox;
 mod request;
 
 pub use json::{JsonAnswer, MAX_ECHOED_PROTOCOL_CHARS, address_from_json_path, render_json};
-pub use pox::{ErrorCode, FALLBACK_TIME_OF_DAY, render, render_error, render_with_time};
+pub use pox::{
+    ErrorCode, FALLBACK_TIME_OF_DAY, render, render_error, render_for_domain, render_with_time,
+};
 pub use request::{
     MAX_NESTING_LEVELS, MAX_REQUEST_BYTES, PoxRequest, RequestError, ResponseSchema, parse_request,
 };

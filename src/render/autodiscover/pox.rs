@@ -13,6 +13,7 @@
 //!
 //! `SPA` and `SSL` default to `on` when absent, so both are always written.
 
+use std::borrow::Cow;
 use std::io;
 
 use quick_xml::Writer;
@@ -54,6 +55,52 @@ impl ErrorCode {
     }
 }
 
+/// Whom a settings document is for.
+#[derive(Debug, Clone, Copy)]
+enum Recipient<'a> {
+    /// A person: every placeholder is filled in.
+    Address(&'a EmailAddress),
+    /// Anyone at this mail domain, as a static `autodiscover.xml` published for
+    /// everyone would be: `%EMAILDOMAIN%` is filled in; a value that needs the
+    /// local part is left out (Outlook and Thunderbird then use the address the
+    /// user typed as the login name).
+    Domain(&'a str),
+}
+
+impl Recipient<'_> {
+    /// `template` filled in, or `None` when it needs an address we do not have.
+    fn fill<'t>(self, template: &'t str, url: bool) -> Option<Cow<'t, str>> {
+        match self {
+            Recipient::Address(a) if url => Some(expand_url(template, Some(a))),
+            Recipient::Address(a) => Some(expand(template, Some(a))),
+            Recipient::Domain(domain) => {
+                // A validated mail domain is lower-case LDH: safe in a URL as is,
+                // and it holds no `%`, so nothing it brings in is expanded again.
+                let filled = if template.contains("%EMAILDOMAIN%") {
+                    Cow::Owned(template.replace("%EMAILDOMAIN%", domain))
+                } else {
+                    Cow::Borrowed(template)
+                };
+                let needs_address =
+                    filled.contains("%EMAILADDRESS%") || filled.contains("%EMAILLOCALPART%");
+                (!needs_address).then_some(filled)
+            }
+        }
+    }
+}
+
+/// The Outlook 2006a settings for mail domain `domain` without an address: what
+/// a GET (or a POST with no body) of the POX URL gets, as a static file would
+/// answer it. Delta Chat asks this way and reads only `Type`, `Server`, `Port`
+/// and `SSL`. No `<User>` (we know nobody's name or address); a server or login
+/// name whose template needs the local part is left out.
+pub fn render_for_domain(provider: &Provider, domain: &str) -> Document {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    write_outlook(&mut w, provider, Recipient::Domain(domain))
+        .expect("writing XML into a Vec cannot fail");
+    Document::xml(w.into_inner())
+}
+
 /// The settings document for `address` in `schema`, or an error document when
 /// the provider cannot answer that schema (MobileSync without an `activesync`
 /// server, any unknown schema: code 601, `Time` = [`FALLBACK_TIME_OF_DAY`]).
@@ -71,7 +118,9 @@ pub fn render_with_time(
 ) -> Document {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     let written = match schema {
-        ResponseSchema::Outlook2006a => write_outlook(&mut w, provider, address),
+        ResponseSchema::Outlook2006a => {
+            write_outlook(&mut w, provider, Recipient::Address(address))
+        }
         ResponseSchema::MobileSync2006 => {
             let servers: Vec<&Server> = provider
                 .servers
@@ -174,23 +223,25 @@ fn write_error(w: &mut W, ns: Option<&str>, code: ErrorCode, time: &str) -> io::
     })
 }
 
-fn write_outlook(w: &mut W, provider: &Provider, address: &EmailAddress) -> io::Result<()> {
-    let display = address.to_string();
+fn write_outlook(w: &mut W, provider: &Provider, who: Recipient<'_>) -> io::Result<()> {
     envelope(w, Some(OUTLOOK_RESPONSE_NS), |w| {
         // We do not know the person's name; the address is what
         // Outlook shows otherwise, and the user can change it.
-        w.create_element("User")
-            .write_inner_content(|w| text(w, "DisplayName", &display))?;
+        if let Recipient::Address(address) = who {
+            let display = address.to_string();
+            w.create_element("User")
+                .write_inner_content(|w| text(w, "DisplayName", &display))?;
+        }
         w.create_element("Account").write_inner_content(|w| {
             text(w, "AccountType", "email")?;
             text(w, "Action", "settings")?;
             // Mail first: a client that takes the first Protocol as
             // "the" account must not land on a DAV block.
             for s in provider.servers.iter().filter(|s| !s.kind.uses_url()) {
-                write_mail_protocol(w, provider, s, address)?;
+                write_mail_protocol(w, provider, s, who)?;
             }
             for s in &provider.servers {
-                write_dav_protocol(w, s, address)?;
+                write_dav_protocol(w, s, who)?;
             }
             Ok(())
         })?;
@@ -211,16 +262,22 @@ fn write_mail_protocol(
     w: &mut W,
     provider: &Provider,
     s: &Server,
-    address: &EmailAddress,
+    who: Recipient<'_>,
 ) -> io::Result<()> {
     let Some((host, port, security)) = s.host_port() else {
+        return Ok(());
+    };
+    // A host that needs the local part cannot be named without an address.
+    let Some(host) = who.fill(host, false) else {
         return Ok(());
     };
     let kind = match s.kind {
         ServerKind::Imap => "IMAP",
         ServerKind::Pop3 => "POP3",
         ServerKind::Smtp => "SMTP",
-        ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync => return Ok(()),
+        ServerKind::CalDav | ServerKind::CardDav | ServerKind::ActiveSync | ServerKind::Jmap => {
+            return Ok(());
+        }
     };
     let (ssl, encryption) = match security {
         Security::Tls => (true, "SSL"),
@@ -228,12 +285,14 @@ fn write_mail_protocol(
         Security::Plain => (false, "None"),
     };
     let first = s.auth.first();
-    let login = expand(&s.username, Some(address));
+    let login = who.fill(&s.username, false);
     w.create_element("Protocol").write_inner_content(|w| {
         text(w, "Type", kind)?;
-        text(w, "Server", &expand(host, Some(address)))?;
+        text(w, "Server", &host)?;
         text(w, "Port", &port.to_string())?;
-        text(w, "LoginName", &login)?;
+        if let Some(login) = &login {
+            text(w, "LoginName", login)?;
+        }
         text(w, "DomainRequired", "off")?;
         // SPA is Outlook's name for NTLM (via SSPI); Thunderbird reads `on` as
         // "secure" authentication. Only an operator who put NTLM first gets it.
@@ -245,7 +304,7 @@ fn write_mail_protocol(
             text(
                 w,
                 "UsePOPAuth",
-                on_off(shares_incoming_login(provider, s, address)),
+                on_off(shares_incoming_login(provider, s, who)),
             )?;
             // SMTPLast is Outlook's "send after receive": what smtp-after-pop needs.
             text(w, "SMTPLast", on_off(first == Some(&Auth::SmtpAfterPop)))?;
@@ -259,34 +318,47 @@ fn write_mail_protocol(
 /// and password ("use same settings as my incoming mail server"), so the user is
 /// not asked for a second password. Only when that is what the config says: both
 /// log in with a password, under the same expanded name.
-fn shares_incoming_login(provider: &Provider, smtp: &Server, address: &EmailAddress) -> bool {
+fn shares_incoming_login(provider: &Provider, smtp: &Server, who: Recipient<'_>) -> bool {
     let Some(incoming) = provider.incoming().next() else {
         return false;
     };
     let uses_password = |s: &Server| s.auth.first().is_some_and(|a| a.uses_password());
-    uses_password(smtp)
-        && uses_password(incoming)
-        && expand(&smtp.username, Some(address)) == expand(&incoming.username, Some(address))
+    // Without an address, equal templates still mean equal names for everyone.
+    let same_login = match (
+        who.fill(&smtp.username, false),
+        who.fill(&incoming.username, false),
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => smtp.username == incoming.username,
+    };
+    uses_password(smtp) && uses_password(incoming) && same_login
 }
 
 /// CalDAV/CardDAV as mailcow writes them (eM Client reads them; Outlook and
 /// Thunderbird skip unknown `Type`s). `Server` holds the URL.
-fn write_dav_protocol(w: &mut W, s: &Server, address: &EmailAddress) -> io::Result<()> {
+fn write_dav_protocol(w: &mut W, s: &Server, who: Recipient<'_>) -> io::Result<()> {
     let kind = match s.kind {
         ServerKind::CalDav => "CalDAV",
         ServerKind::CardDav => "CardDAV",
-        ServerKind::Imap | ServerKind::Pop3 | ServerKind::Smtp | ServerKind::ActiveSync => {
+        ServerKind::Imap
+        | ServerKind::Pop3
+        | ServerKind::Smtp
+        | ServerKind::ActiveSync
+        | ServerKind::Jmap => {
             return Ok(());
         }
     };
-    let Some(url) = s.url() else {
+    let Some(url) = s.url().and_then(|u| who.fill(u, true)) else {
         return Ok(());
     };
+    let login = who.fill(&s.username, false);
     w.create_element("Protocol").write_inner_content(|w| {
         text(w, "Type", kind)?;
-        text(w, "Server", &expand_url(url, Some(address)))?;
+        text(w, "Server", &url)?;
         text(w, "DomainRequired", "off")?;
-        text(w, "LoginName", &expand(&s.username, Some(address)))?;
+        if let Some(login) = &login {
+            text(w, "LoginName", login)?;
+        }
         Ok(())
     })?;
     Ok(())

@@ -225,7 +225,7 @@ domains = ["pop.example"]
   [[provider.server]]
   type = "pop3"
   host = "pop.pop.example"
-  security = "plain"
+  security = "starttls"
   port = 110
   auth = ["client-IP-address"]
   [[provider.server]]
@@ -372,4 +372,75 @@ fn split_url_parts() {
     assert!(split_url("ftp://h.example/").is_none());
     assert!(split_url("https://u@h.example/").is_none());
     assert!(split_url("https://h.example:99999/").is_none());
+}
+
+#[test]
+fn first_encrypted_server_of_each_kind_wins_over_an_earlier_plain_one() {
+    let text = r#"
+[[provider]]
+id = "mixed.example"
+name = "Mixed"
+domains = ["mixed.example"]
+  [[provider.server]]
+  type = "imap"
+  host = "plain.mixed.example"
+  port = 143
+  security = "plain"
+  [[provider.server]]
+  type = "imap"
+  host = "secure.mixed.example"
+  port = 143
+  security = "starttls"
+  [[provider.server]]
+  type = "smtp"
+  host = "relay.mixed.example"
+  port = 25
+  security = "plain"
+  [[provider.server]]
+  type = "smtp"
+  host = "submit.mixed.example"
+  port = 465
+  security = "tls"
+"#;
+    let p = provider(text);
+    let top = parse(&render(&p, &addr("bob@mixed.example")));
+    let mail = &payloads(&top)[0];
+    assert_eq!(
+        s(mail, "IncomingMailServerHostName"),
+        "secure.mixed.example"
+    );
+    assert_eq!(i(mail, "IncomingMailServerPortNumber"), 143);
+    assert_eq!(
+        s(mail, "OutgoingMailServerHostName"),
+        "submit.mixed.example"
+    );
+    assert_eq!(i(mail, "OutgoingMailServerPortNumber"), 465);
+    assert!(b(mail, "OutgoingMailServerUseSSL"));
+    let (incoming, outgoing) = chosen_servers(&p).unwrap();
+    assert_eq!(incoming.host_port().unwrap().0, "secure.mixed.example");
+    assert_eq!(outgoing.host_port().unwrap().0, "submit.mixed.example");
+}
+
+#[test]
+fn only_plain_servers_still_give_a_profile() {
+    let text = r#"
+[[provider]]
+id = "old.example"
+name = "Old"
+domains = ["old.example"]
+  [[provider.server]]
+  type = "imap"
+  host = "imap.old.example"
+  port = 143
+  security = "plain"
+  [[provider.server]]
+  type = "smtp"
+  host = "smtp.old.example"
+  port = 25
+  security = "plain"
+"#;
+    let top = parse(&render(&provider(text), &addr("bob@old.example")));
+    let mail = &payloads(&top)[0];
+    assert_eq!(s(mail, "IncomingMailServerHostName"), "imap.old.example");
+    assert_eq!(s(mail, "OutgoingMailServerHostName"), "smtp.old.example");
 }

@@ -29,6 +29,8 @@ fn provider() -> Provider {
         mta_sts: None,
         logo_url: Some("https://Static.Example.com:8443/logo.svg?a=1&b=2".to_owned()),
         support: Some("mailto:help@example.com".to_owned()),
+        oauth2: None,
+        publish_pacc: false,
     }
 }
 

@@ -167,17 +167,19 @@ fn provider() -> Provider {
         mta_sts: None,
         logo_url: None,
         support: None,
+        oauth2: None,
+        publish_pacc: false,
     }
 }
 
 #[test]
 fn placeholders_are_kept_without_an_address() {
-    let doc = render(&provider(), None);
+    let doc = render(&provider(), "example.net", None);
     assert_eq!(doc.content_type, crate::render::XML);
     let p = parse(&doc.body);
     assert_eq!(p.version, "1.1");
     assert_eq!(p.id, "example.org");
-    assert_eq!(p.domains, ["example.org", "example.net"]);
+    assert_eq!(p.domains, ["example.net"], "only the asked domain");
     assert_eq!(p.name, "Example Mail");
     assert_eq!(p.short_name, "Example");
     let got: Vec<_> = p
@@ -241,12 +243,12 @@ fn placeholders_are_kept_without_an_address() {
 #[test]
 fn address_is_substituted_in_hostname_and_username() {
     let a = EmailAddress::parse("Bob+tag@Example.NET").unwrap();
-    let p = parse(&render(&provider(), Some(&a)).body);
+    let p = parse(&render(&provider(), a.domain(), Some(&a)).body);
     assert_eq!(p.servers[0].username, "Bob+tag@example.net");
     assert_eq!(p.servers[1].hostname, "smtp.example.net");
     assert_eq!(p.dav[0].username, "Bob+tag");
     assert!(
-        !String::from_utf8(render(&provider(), Some(&a)).body)
+        !String::from_utf8(render(&provider(), a.domain(), Some(&a)).body)
             .unwrap()
             .contains('%')
     );
@@ -254,7 +256,7 @@ fn address_is_substituted_in_hostname_and_username() {
 
 #[test]
 fn layout_is_indented_declared_and_deterministic() {
-    let doc = render(&provider(), None);
+    let doc = render(&provider(), "example.org", None);
     let text = String::from_utf8(doc.body.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], r#"<?xml version="1.0" encoding="UTF-8"?>"#);
@@ -268,7 +270,7 @@ fn layout_is_indented_declared_and_deterministic() {
     assert!(text.ends_with("</clientConfig>\n"));
     // `&` in a URL must arrive escaped.
     assert!(text.contains("?a=1&amp;b=2"));
-    assert_eq!(render(&provider(), None), doc);
+    assert_eq!(render(&provider(), "example.org", None), doc);
 }
 
 #[test]
@@ -279,7 +281,7 @@ fn hostile_names_are_escaped_and_parse_back_exactly() {
     p.short_name = "\"'<&>'\"".to_owned();
     p.domains = vec!["xn--bcher-kva.example".to_owned()];
     p.servers[0].username = r#"%EMAILLOCALPART%<&>"'"#.to_owned();
-    let doc = render(&p, None);
+    let doc = render(&p, "xn--bcher-kva.example", None);
     let text = String::from_utf8(doc.body.clone()).unwrap();
     assert!(!text.contains("<x>"));
     assert!(!text.contains("</displayName><x>"));
@@ -292,7 +294,7 @@ fn hostile_names_are_escaped_and_parse_back_exactly() {
 
     // An address with `+`, `&` and `'` (all legal atext) and an IDN domain.
     let a = EmailAddress::parse("jörg+o'neil&co@Bücher.example").unwrap();
-    let back = parse(&render(&p, Some(&a)).body);
+    let back = parse(&render(&p, a.domain(), Some(&a)).body);
     assert_eq!(back.servers[0].username, r#"jörg+o'neil&co<&>"'"#);
     assert_eq!(
         back.servers[1].username,
@@ -319,7 +321,7 @@ fn renders_a_validated_config_with_an_idn_domain() {
         "#,
     )
     .unwrap();
-    let p = parse(&render(&config.providers[0], None).body);
+    let p = parse(&render(&config.providers[0], "xn--bcher-kva.example", None).body);
     assert_eq!(p.id, "xn--bcher-kva.example");
     assert_eq!(p.domains, ["xn--bcher-kva.example"]);
     assert_eq!(p.short_name, "Bücher");
@@ -327,4 +329,29 @@ fn renders_a_validated_config_with_an_idn_domain() {
     assert_eq!(p.servers[0].port, "993");
     assert_eq!(p.servers[1].port, "587");
     assert_eq!(p.servers[1].socket_type, "STARTTLS");
+}
+
+/// A hoster's provider: 10,000 customer domains. The answer names the asked
+/// domain and no other, and stays the same small size as for one domain.
+#[test]
+fn a_provider_of_10000_domains_answers_with_the_asked_domain_only() {
+    let mut p = provider();
+    p.domains = (0..10_000)
+        .map(|i| format!("customer{i}.example"))
+        .collect();
+    let a = EmailAddress::parse("alice@customer4711.example").unwrap();
+    for (domain, address) in [
+        ("customer4711.example", Some(&a)),
+        ("customer9999.example", None),
+    ] {
+        let doc = render(&p, domain, address);
+        let text = String::from_utf8(doc.body.clone()).unwrap();
+        let back = parse(&doc.body);
+        assert_eq!(back.domains, [domain]);
+        // Substituted usernames and hosts name it too; nothing names another.
+        for (at, _) in text.match_indices("customer") {
+            assert!(text[at..].starts_with(domain), "{text}");
+        }
+        assert!(doc.body.len() < 4096, "{} bytes", doc.body.len());
+    }
 }

@@ -343,3 +343,45 @@ fn same_input_same_bytes() {
     let s = ResponseSchema::Outlook2006a;
     assert_eq!(render(&p, &addr(), &s), render(&p, &addr(), &s));
 }
+
+#[test]
+fn domain_answer_fills_the_domain_and_leaves_out_what_needs_an_address() {
+    let d = render_for_domain(&provider(CONFIG), "example.com");
+    let (top, protocols) = parse_back(&d.body);
+    assert_eq!(
+        get(&top, "Autodiscover/Response/@xmlns"),
+        Some(OUTLOOK_RESPONSE_NS)
+    );
+    // Nobody's name or address: no <User>.
+    assert!(top.iter().all(|(k, _)| !k.contains("/User")), "{top:?}");
+    // imap.%EMAILDOMAIN% filled in; the default login (%EMAILADDRESS%) is
+    // left out, so clients use the typed address.
+    assert_eq!(get(&protocols[0], "Type"), Some("IMAP"));
+    assert_eq!(get(&protocols[0], "Server"), Some("imap.example.com"));
+    assert_eq!(get(&protocols[0], "LoginName"), None);
+    assert_eq!(get(&protocols[1], "Type"), Some("POP3"));
+    assert_eq!(get(&protocols[1], "LoginName"), None);
+    assert_eq!(get(&protocols[2], "Type"), Some("SMTP"));
+    assert_eq!(get(&protocols[3], "Type"), Some("SMTP"));
+    // The CalDAV URL needs the address: left out, not sent with a placeholder.
+    assert_eq!(protocols.len(), 4, "{protocols:?}");
+    assert!(!String::from_utf8_lossy(&d.body).contains('%'));
+}
+
+#[test]
+fn domain_answer_keeps_use_pop_auth_for_equal_templates() {
+    let d = render_for_domain(&provider(CONFIG), "example.com");
+    let (_, protocols) = parse_back(&d.body);
+    // smtp.example.com and imap share the default %EMAILADDRESS% login.
+    assert_eq!(get(&protocols[2], "UsePOPAuth"), Some("on"));
+}
+
+#[test]
+fn address_answer_is_unchanged_by_the_domain_variant() {
+    // The golden files pin the bytes; here: the address answer still has
+    // every login and the DAV block.
+    let d = render(&provider(CONFIG), &addr(), &ResponseSchema::Outlook2006a);
+    let (_, protocols) = parse_back(&d.body);
+    assert_eq!(protocols.len(), 5);
+    assert!(protocols.iter().all(|p| get(p, "LoginName").is_some()));
+}

@@ -1,0 +1,120 @@
+//! The operators' listener of the real binary: /metrics, /ready, /live.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::CONFIG;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// (status, body) of a GET on 127.0.0.1:`port`.
+fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_ready_and_live_move_with_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, https, metrics) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("mailconfd.toml");
+    let text = CONFIG
+        .replace(
+            "[server]\n",
+            &format!(
+                "[server]\nhttp_listen = [\"127.0.0.1:{http}\"]\nhttps_listen = [\"127.0.0.1:{https}\"]\nmetrics_listen = \"127.0.0.1:{metrics}\"\n"
+            ),
+        )
+        .replace(
+            "state_dir = \"/nonexistent-not-used-in-off-mode\"",
+            &format!("state_dir = \"{}\"", dir.path().join("state").display()),
+        )
+        .replace("mode = \"off\"", "mode = \"local\"");
+    std::fs::write(&config, &text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the metrics listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", metrics)).is_ok()
+    });
+    assert_eq!(get(metrics, "/live").0, 200);
+    eventually("readiness", || get(metrics, "/ready").0 == 200);
+
+    // A domain the running config does not have yet: not ready until reloaded.
+    std::fs::write(
+        &config,
+        text.replace(
+            r#"domains = ["other.example"]"#,
+            r#"domains = ["other.example", "new.example"]"#,
+        ),
+    )
+    .unwrap();
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+    hup();
+    eventually("the reload counted", || {
+        get(metrics, "/metrics")
+            .1
+            .contains("mailconfd_config_reloads_total{result=\"ok\"} 1")
+    });
+    eventually("readiness after the reload", || {
+        get(metrics, "/ready").0 == 200
+    });
+    // A broken file is counted as a failed reload.
+    std::fs::write(&config, text.replace("port = 993", "port = 0")).unwrap();
+    hup();
+    eventually("the failed reload counted", || {
+        get(metrics, "/metrics")
+            .1
+            .contains("mailconfd_config_reloads_total{result=\"failed\"} 1")
+    });
+    // Certificates: every domain valid, each with its expiry; no addresses anywhere.
+    std::fs::write(&config, &text).unwrap();
+    hup();
+    eventually("certificate gauges", || {
+        let body = get(metrics, "/metrics").1;
+        body.contains("mailconfd_certificates{state=\"valid\"} 4")
+            && body.contains("mailconfd_certificate_expiry_seconds{domain=\"example.com\"}")
+    });
+    let (status, body) = get(metrics, "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(!body.contains('@'), "an address in the metrics: {body}");
+    assert_eq!(get(metrics, "/nothing").0, 404);
+    let _ = child.kill();
+    let _ = child.wait();
+}
