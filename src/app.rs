@@ -128,7 +128,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Domain sources: the file's config plus every source's list, fetched
     // once before anything serves, so the first answers know every domain.
     let publisher = sources::Publisher::new(config_tx, &state_dir);
-    publisher.set_base(config);
+    publisher.set_base(config).await;
     publisher.fetch_all_once().await;
     publisher.spawn_refreshers(shutdown.clone());
 
@@ -283,7 +283,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                             let result = match reload::apply(&config_path, &old).await {
                                 Ok(new) => {
                                     let domains = new.domains().count();
-                                    publisher.set_base(Arc::new(new));
+                                    publisher.set_base(Arc::new(new)).await;
                                     // Sources are read again on SIGHUP too.
                                     publisher.fetch_all_once().await;
                                     tracing::info!(domains, "config reloaded");

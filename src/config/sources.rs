@@ -205,7 +205,7 @@ impl Config {
     /// file's own `domains` always win.
     pub fn with_source_domains(
         &self,
-        lists: &HashMap<String, Vec<String>>,
+        lists: &HashMap<String, std::sync::Arc<Vec<String>>>,
     ) -> (Config, Vec<String>) {
         let mut merged = self.clone();
         let mut problems = Vec::new();
@@ -216,7 +216,7 @@ impl Config {
                 continue;
             };
             let provider = &mut merged.providers[i];
-            for d in &lists[id] {
+            for d in lists[id].iter() {
                 match merged.by_domain.get(d) {
                     Some(&owner) if owner == i => {}
                     Some(&owner) => problems.push(format!(

@@ -50,13 +50,17 @@ pub async fn fetch(source: &DomainSource) -> Result<(Vec<String>, Vec<String>), 
     })
     .await
     .map_err(|_| format!("no answer within {} s", FETCH_TIMEOUT.as_secs()))??;
-    Ok(normalize_list(lines.iter().map(String::as_str)))
+    // IDNA normalization of a hoster's list: milliseconds per 10,000 lines.
+    tokio::task::spawn_blocking(move || normalize_list(lines.iter().map(String::as_str)))
+        .await
+        .map_err(|e| format!("normalizing the list: {e}"))
 }
 
 #[derive(Debug, Default)]
 struct SourceState {
-    /// The last list fetched (or loaded from the cache).
-    domains: Option<Vec<String>>,
+    /// The last list fetched (or loaded from the cache); shared with the
+    /// merge, which runs off the async workers.
+    domains: Option<Arc<Vec<String>>>,
     /// The current failure, if the last fetch failed.
     error: Option<String>,
 }
@@ -75,6 +79,8 @@ struct Inner {
     sources: HashMap<String, SourceState>,
     /// Merge problems already logged (each once).
     logged_conflicts: Vec<String>,
+    /// Incremented by every publish; only the newest one sends.
+    generation: u64,
 }
 
 impl Publisher {
@@ -92,8 +98,13 @@ impl Publisher {
             .expect("publisher lock is never poisoned: no panics while held")
     }
 
-    /// A new config from the file (start, SIGHUP).
-    pub fn set_base(&self, base: Arc<Config>) {
+    /// A new config from the file (start, SIGHUP); returns once it is published.
+    pub async fn set_base(self: &Arc<Self>, base: Arc<Config>) {
+        self.record_base(base);
+        self.publish().await;
+    }
+
+    fn record_base(&self, base: Arc<Config>) {
         let mut inner = self.lock();
         let ids: Vec<String> = base
             .domain_sources
@@ -105,38 +116,54 @@ impl Publisher {
             if let std::collections::hash_map::Entry::Vacant(slot) = inner.sources.entry(id) {
                 let cached = read_cache(&self.state_dir, slot.key());
                 slot.insert(SourceState {
-                    domains: cached,
+                    domains: cached.map(Arc::new),
                     error: None,
                 });
             }
         }
         inner.base = Some(base);
-        self.publish(&mut inner);
     }
 
-    /// A fetch of provider `id`'s source finished.
-    pub fn source_result(
-        &self,
+    /// A fetch of provider `id`'s source finished; returns once a changed
+    /// list is published.
+    pub async fn source_result(
+        self: &Arc<Self>,
         id: &str,
         description: &str,
         result: Result<(Vec<String>, Vec<String>), String>,
     ) {
+        if self.record_result(id, description, result) {
+            self.publish().await;
+        }
+    }
+
+    /// Updates the source's state; true when its list changed.
+    fn record_result(
+        &self,
+        id: &str,
+        description: &str,
+        result: Result<(Vec<String>, Vec<String>), String>,
+    ) -> bool {
         let mut inner = self.lock();
         let Some(state) = inner.sources.get_mut(id) else {
-            return; // the source went away with a reload
+            return false; // the source went away with a reload
         };
         match result {
             Ok((domains, skipped)) => {
-                if state.error.take().is_some() {
+                let recovered = state.error.take().is_some();
+                if recovered {
                     tracing::info!(provider = %id, source = %description, domains = domains.len(), "domain source answers again");
                 }
                 if !skipped.is_empty() {
                     tracing::warn!(provider = %id, source = %description, skipped = skipped.len(), first = %skipped[0], "domain source: entries skipped");
                 }
-                if state.domains.as_ref() == Some(&domains) {
-                    return;
+                if state.domains.as_deref() == Some(&domains) {
+                    if recovered {
+                        self.write_status(&inner);
+                    }
+                    return false;
                 }
-                let before = state.domains.as_ref().map_or(0, Vec::len);
+                let before = state.domains.as_ref().map_or(0, |d| d.len());
                 tracing::info!(provider = %id, source = %description, before, after = domains.len(), "domain list changed");
                 // Disk work (a hoster's list is megabytes, fsynced) off the async workers.
                 let (dir, owned_id, copy) =
@@ -146,23 +173,23 @@ impl Publisher {
                         tracing::warn!(provider = %owned_id, error = %e, "cannot cache the domain list; a restart while the source is down would lose it");
                     }
                 });
-                state.domains = Some(domains);
+                state.domains = Some(Arc::new(domains));
             }
             Err(e) => {
                 let first = state.error.is_none();
                 if first {
-                    let kept = state.domains.as_ref().map_or(0, Vec::len);
+                    let kept = state.domains.as_ref().map_or(0, |d| d.len());
                     tracing::error!(provider = %id, source = %description, error = %e, kept, "domain source failed; serving its last good list");
                 }
                 state.error = Some(e);
                 if first {
                     self.write_status(&inner);
                 }
-                return;
+                return false;
             }
         }
-        self.publish(&mut inner);
         self.write_status(&inner);
+        true
     }
 
     /// `state_dir/sources/status.json` for `mailconfd certs` (the daemon
@@ -173,7 +200,7 @@ impl Publisher {
             .iter()
             .map(|(id, s)| StatusRow {
                 provider: id.clone(),
-                domains: s.domains.as_ref().map_or(0, Vec::len),
+                domains: s.domains.as_ref().map_or(0, |d| d.len()),
                 error: s.error.clone(),
             })
             .collect();
@@ -193,28 +220,48 @@ impl Publisher {
         });
     }
 
-    fn publish(&self, inner: &mut Inner) {
-        let Some(base) = inner.base.clone() else {
-            return;
+    /// Merges the base with every list and sends the result. The merge of
+    /// a hoster's list (a copy of the config plus an index of every domain)
+    /// runs off the async workers; a merge that finishes after a newer one
+    /// started is dropped, so the newest state always wins.
+    async fn publish(self: &Arc<Self>) {
+        let (base, lists, generation) = {
+            let mut inner = self.lock();
+            let Some(base) = inner.base.clone() else {
+                return;
+            };
+            let lists: HashMap<String, Arc<Vec<String>>> = inner
+                .sources
+                .iter()
+                .filter_map(|(id, s)| Some((id.clone(), s.domains.clone()?)))
+                .collect();
+            inner.generation += 1;
+            (base, lists, inner.generation)
         };
-        let lists: HashMap<String, Vec<String>> = inner
-            .sources
-            .iter()
-            .filter_map(|(id, s)| Some((id.clone(), s.domains.clone()?)))
-            .collect();
-        let config = if lists.is_empty() {
-            base
-        } else {
-            let (merged, conflicts) = base.with_source_domains(&lists);
-            for c in conflicts {
-                if !inner.logged_conflicts.contains(&c) {
-                    tracing::warn!(problem = %c, "domain source conflict");
-                    inner.logged_conflicts.push(c);
+        let this = self.clone();
+        let merge = tokio::task::spawn_blocking(move || {
+            let config = if lists.is_empty() {
+                base
+            } else {
+                let (merged, conflicts) = base.with_source_domains(&lists);
+                let mut inner = this.lock();
+                for c in conflicts {
+                    if !inner.logged_conflicts.contains(&c) {
+                        tracing::warn!(problem = %c, "domain source conflict");
+                        inner.logged_conflicts.push(c);
+                    }
                 }
+                Arc::new(merged)
+            };
+            // Checked and sent under the lock: no older merge overtakes.
+            let inner = this.lock();
+            if inner.generation == generation {
+                this.tx.send_replace(config);
             }
-            Arc::new(merged)
-        };
-        self.tx.send_replace(config);
+        });
+        if let Err(e) = merge.await {
+            tracing::error!(error = %e, "merging the domain lists failed");
+        }
     }
 
     /// Sources failing now: (provider id, error).
@@ -241,7 +288,7 @@ impl Publisher {
             async move { (id, source.describe(), fetch(&source).await) }
         });
         for (id, description, result) in futures_util::future::join_all(fetches).await {
-            self.source_result(&id, &description, result);
+            self.source_result(&id, &description, result).await;
         }
     }
 
@@ -316,7 +363,7 @@ async fn refresh_loop(
         };
         if due || changed {
             let result = fetch(&source).await;
-            publisher.source_result(&id, &description, result);
+            publisher.source_result(&id, &description, result).await;
             next = tokio::time::Instant::now() + interval;
         }
     }
