@@ -248,6 +248,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         config: config_rx,
         hooks,
+        directories: crate::directory::Registry::default(),
     });
 
     let status_inputs = StatusInputs {

@@ -21,6 +21,7 @@
 //! - `privileges`: dropping root after the ports are bound
 //! - `app`: wiring only
 //! - `cli`, `commands`: the command line and its one-shot commands
+//! - `directory`: per-user values (login, name, hosts) looked up by address, with deadline, cache and fail-open
 //! - `doctor`: checks from the outside (DNS, CAA, HTTPS, mail servers' TLS) what clients will see
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod directory;
 pub mod doctor;
 pub mod http;
 pub mod import;

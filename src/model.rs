@@ -7,6 +7,9 @@ use std::borrow::Cow;
 
 use crate::address::EmailAddress;
 
+mod user;
+pub use user::UserValues;
+
 /// One mail provider: a set of mail domains sharing the same servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
@@ -31,6 +34,8 @@ pub struct Provider {
     /// `pacc = true`: serve PACC on `ua-auto-config.D` (opt-in, because that
     /// name joins each domain's certificate and needs DNS first).
     pub publish_pacc: bool,
+    /// The person's name, set only on a per-user copy (`Provider::for_user`).
+    pub user_display_name: Option<String>,
 }
 
 /// OAuth 2.0 hints: the authorization server (RFC 8414 issuer) and, for clients

@@ -7,6 +7,7 @@
 mod raw;
 pub mod sources;
 mod standards;
+pub mod users;
 mod validate;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +41,8 @@ pub struct Config {
     /// `[provider.domains_from]`: domains fetched at run time and merged in
     /// with [`Config::with_source_domains`].
     pub domain_sources: Vec<sources::DomainSource>,
+    /// `[provider.users_from]`: per-user values looked up by address.
+    pub user_sources: Vec<users::UserSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,8 +96,24 @@ pub struct RawProvider {
     pub support: Option<String>,
     pub bare_domain: Option<BoolOrList>,
     pub domains_from: Option<RawDomainSource>,
+    pub users_from: Option<RawUserSource>,
     pub oauth2: Option<RawOAuth2>,
     pub pacc: Option<bool>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[provider.users_from]`: exactly one of `file`, `sql`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUserSource {
+    pub file: Option<String>,
+    pub sql: Option<String>,
+    pub password_file: Option<String>,
+    pub query: Option<String>,
+    pub timeout_ms: Option<i64>,
+    pub cache_entries: Option<i64>,
+    pub hit_ttl_secs: Option<i64>,
+    pub miss_ttl_secs: Option<i64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -92,14 +92,24 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let mut domain_owner: HashMap<String, usize> = HashMap::new();
     let mut bare_domains = HashSet::new();
     let mut domain_sources = Vec::new();
+    let mut user_sources = Vec::new();
     for (i, mut rp) in raw.provider.into_iter().enumerate() {
         let key = format!("provider[{i}]");
         let bare = rp.bare_domain.take();
         let source = rp.domains_from.take();
+        let users = rp.users_from.take();
         let has_source = source.is_some();
         let Some(provider) = provider(&key, rp, has_source, &mut p) else {
             continue;
         };
+        if let Some(raw_users) = users {
+            user_sources.extend(super::users::user_source(
+                &format!("{key}.users_from"),
+                providers.len(),
+                raw_users,
+                &mut p,
+            ));
+        }
         if let Some(raw_source) = source {
             domain_sources.extend(super::sources::domain_source(
                 &format!("{key}.domains_from"),
@@ -149,6 +159,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         by_domain,
         bare_domains,
         domain_sources,
+        user_sources,
     })
 }
 
@@ -572,6 +583,7 @@ fn provider(key: &str, raw: RawProvider, has_source: bool, p: &mut Problems) -> 
             support,
             oauth2,
             publish_pacc,
+            user_display_name: None,
         })
         .inspect(|provider| super::standards::pacc_warning(key, provider, p))
 }

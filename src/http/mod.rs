@@ -53,6 +53,8 @@ impl Hooks for NoHooks {}
 pub struct Shared {
     pub config: watch::Receiver<Arc<Config>>,
     pub hooks: Arc<dyn Hooks>,
+    /// Per-user directories (`[provider.users_from]`), looked up before routing.
+    pub directories: crate::directory::Registry,
 }
 
 /// Per-connection facts the handler needs.
@@ -64,6 +66,25 @@ pub struct ConnInfo {
 }
 
 /// Answers one request. Infallible: every failure becomes a 4xx reply.
+/// The request's user's values from their provider's directory, if it has
+/// one; `None` (the provider's defaults) for unknown addresses and for a
+/// directory that fails or is slow (bounded by its `timeout_ms`).
+async fn lookup_user(
+    incoming: &routes::Incoming<'_>,
+    config: &Config,
+    directories: &crate::directory::Registry,
+) -> Option<crate::model::UserValues> {
+    if config.user_sources.is_empty() {
+        return None;
+    }
+    let address = routes::request_address(incoming)?;
+    let provider = config.provider_for_domain(address.domain())?;
+    let directory = directories.for_provider(config, &provider.id)?;
+    let (values, result) = directory.lookup(&address).await;
+    tracing::debug!(address = %address, result = ?result, "user lookup");
+    values
+}
+
 pub async fn handle<B>(
     req: Request<B>,
     conn: ConnInfo,
@@ -95,10 +116,12 @@ where
                     .and_then(|v| v.to_str().ok()),
             };
             let now = time_of_day();
+            let user = lookup_user(&incoming, &config, &shared.directories).await;
             let env = routes::Env {
                 redirect_plain_http: config.tls.mode != TlsMode::Off,
                 hooks: shared.hooks.as_ref(),
                 time_of_day: &now,
+                user: user.as_ref(),
             };
             routes::route(&incoming, &config, &env)
         }

@@ -13,7 +13,7 @@ use super::reply::Reply;
 use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
 use crate::http::Hooks;
-use crate::model::Provider;
+use crate::model::{Provider, UserValues};
 use crate::render::{Document, autodiscover, mobileconfig, mta_sts, pacc, page, thunderbird};
 
 /// The request, reduced to what routing needs.
@@ -40,6 +40,30 @@ pub struct Env<'a> {
     pub hooks: &'a dyn Hooks,
     /// Current UTC time of day (`HH:MM:SS.fffffff`), for POX error documents.
     pub time_of_day: &'a str,
+    /// What the provider's directory knows about the request's address
+    /// ([`request_address`]), looked up before routing.
+    pub user: Option<&'a UserValues>,
+}
+
+/// The address a request asks about, the one a directory lookup is for: the
+/// `emailaddress`/`email` query parameter, else the POX body's.
+pub fn request_address(req: &Incoming<'_>) -> Option<EmailAddress> {
+    if let Ok(Some(a)) = query_address(req.query, &["emailaddress", "email"]) {
+        return Some(a);
+    }
+    if *req.method == Method::POST && !req.body.trim_ascii().is_empty() {
+        let request = autodiscover::parse_request(req.body).ok()?;
+        return EmailAddress::parse(&request.email).ok();
+    }
+    None
+}
+
+/// The provider as the request's user sees it (their hosts, login, name).
+fn for_user<'p>(provider: &'p Provider, env: &Env<'_>) -> Cow<'p, Provider> {
+    match env.user {
+        Some(values) => Cow::Owned(provider.for_user(values)),
+        None => Cow::Borrowed(provider),
+    }
 }
 
 /// Which of our names a Host header is.
@@ -260,7 +284,7 @@ fn dispatch(
                 Ok(a) => a,
                 Err(e) => return bad_address(e),
             };
-            with_provider(config, address.as_ref(), host_provider, |provider| {
+            with_provider(config, env, address.as_ref(), host_provider, |provider| {
                 // Only the asked domain: never the provider's other customers.
                 let domain = address.as_ref().map_or(host_domain, |a| a.domain());
                 let doc = thunderbird::render(provider, domain, address.as_ref());
@@ -268,14 +292,12 @@ fn dispatch(
             })
         }),
         Route::Pox => match *req.method {
-            Method::POST if !req.body.trim_ascii().is_empty() => {
-                pox(req.body, config, env.time_of_day)
-            }
+            Method::POST if !req.body.trim_ascii().is_empty() => pox(req.body, config, env),
             // A GET, or a POST with no body (Delta Chat; anyone who learnt the
             // URL from a guide for static files): the settings, as a static
             // autodiscover.xml would answer.
             Method::GET | Method::HEAD | Method::POST => {
-                pox_without_body(req.query, config, host_domain, host_provider)
+                pox_without_body(req.query, config, env, host_domain, host_provider)
             }
             _ => Reply::method_not_allowed("GET, HEAD, POST"),
         },
@@ -290,7 +312,7 @@ fn dispatch(
                 }
                 Err(e) => return bad_address(e),
             };
-            with_provider(config, Some(&address), host_provider, |provider| {
+            with_provider(config, env, Some(&address), host_provider, |provider| {
                 let mut doc = mobileconfig::render(provider, &address);
                 if let Some(signed) = env.hooks.sign_profile(address.domain(), &doc.body) {
                     doc.body = signed;
@@ -311,7 +333,7 @@ fn dispatch(
             Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
             None => Reply::error(StatusCode::NOT_FOUND, "no such challenge"),
         }),
-        Route::Page => get_only(&|| settings_page(req, config, host_provider)),
+        Route::Page => get_only(&|| settings_page(req, config, env, host_provider)),
         Route::Pacc => get_only(&|| match pacc::render(host_provider) {
             // Public and the same for everyone; the draft wants it readable
             // from web clients, hence CORS for any origin.
@@ -331,7 +353,12 @@ fn dispatch(
 
 /// The page for people: the form, the settings for a served address, the form
 /// again (400) for an invalid one, a polite 404 for a domain we do not serve.
-fn settings_page(req: &Incoming<'_>, config: &Config, host_provider: &Provider) -> Reply {
+fn settings_page(
+    req: &Incoming<'_>,
+    config: &Config,
+    env: &Env<'_>,
+    host_provider: &Provider,
+) -> Reply {
     let lang = page::Lang::negotiate(req.accept_language);
     let typed = query_param(req.query, &["emailaddress", "email"]);
     let parsed = typed.as_deref().map(EmailAddress::parse);
@@ -342,7 +369,11 @@ fn settings_page(req: &Incoming<'_>, config: &Config, host_provider: &Provider) 
         ),
         (_, Some(Ok(address))) => {
             let rendered = match config.provider_for_domain(address.domain()) {
-                Some(provider) => page::render(provider, page::View::Settings { address }, lang),
+                Some(provider) => page::render(
+                    &for_user(provider, env),
+                    page::View::Settings { address },
+                    lang,
+                ),
                 None => page::render(host_provider, page::View::UnknownDomain { address }, lang),
             };
             (rendered, Some(address))
@@ -380,18 +411,19 @@ fn cacheable(reply: Reply, personal: bool) -> Reply {
 /// serve it), or the Host's provider when the request carries no address.
 fn with_provider(
     config: &Config,
+    env: &Env<'_>,
     address: Option<&EmailAddress>,
     host_provider: &Provider,
     answer: impl FnOnce(&Provider) -> Reply,
 ) -> Reply {
     let provider = match address {
         Some(a) => match config.provider_for_domain(a.domain()) {
-            Some(p) => p,
+            Some(p) => for_user(p, env),
             None => return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain"),
         },
-        None => host_provider,
+        None => Cow::Borrowed(host_provider),
     };
-    let mut reply = answer(provider);
+    let mut reply = answer(&provider);
     if let Some(a) = address {
         reply.domain = Some(a.domain().to_owned());
         reply.address = Some(a.to_string());
@@ -419,7 +451,7 @@ fn query_param<'q>(query: Option<&'q str>, keys: &[&str]) -> Option<Cow<'q, str>
         .map(|(_, v)| v)
 }
 
-fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
+fn pox(body: &[u8], config: &Config, env: &Env<'_>) -> Reply {
     let request = match autodiscover::parse_request(body) {
         Ok(r) => r,
         Err(e) => {
@@ -437,10 +469,10 @@ fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
         return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
     };
     Reply::ok(autodiscover::render_with_time(
-        provider,
+        &for_user(provider, env),
         &address,
         &request.schema,
-        time_of_day,
+        env.time_of_day,
     ))
     .no_store()
     .for_address(&address)
@@ -451,6 +483,7 @@ fn pox(body: &[u8], config: &Config, time_of_day: &str) -> Reply {
 fn pox_without_body(
     query: Option<&str>,
     config: &Config,
+    env: &Env<'_>,
     host_domain: &str,
     host_provider: &Provider,
 ) -> Reply {
@@ -458,7 +491,7 @@ fn pox_without_body(
         Ok(a) => a,
         Err(e) => return bad_address(e),
     };
-    with_provider(config, address.as_ref(), host_provider, |provider| {
+    with_provider(config, env, address.as_ref(), host_provider, |provider| {
         let doc = match &address {
             Some(a) => {
                 autodiscover::render(provider, a, &autodiscover::ResponseSchema::Outlook2006a)

@@ -110,6 +110,9 @@ struct MailPayload<'a> {
     payload_display_name: &'static str,
     email_account_type: &'static str,
     email_account_description: String,
+    /// The sender's full name, when a directory knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_account_name: Option<String>,
     email_address: String,
     incoming_mail_server_host_name: String,
     incoming_mail_server_port_number: u16,
@@ -189,8 +192,8 @@ struct CardDavPayload<'a> {
 /// Mail: the first encrypted incoming server and the first encrypted SMTP server in
 /// the operator's order ([`chosen_servers`]). `EmailAddress` and `EmailAccountDescription` are the address (the profile is
 /// personal, and two accounts at one provider stay tellable apart); `EmailAccountName`
-/// (the sender's full name) is left out because we don't know it: the user sets it in
-/// Mail. No passwords: the device prompts once for both servers
+/// (the sender's full name) only when a directory knows it (`users_from`); otherwise the
+/// user sets it in Mail. No passwords: the device prompts once for both servers
 /// (`OutgoingPasswordSameAsIncomingPassword`).
 ///
 /// STARTTLS: Apple has no key that requires STARTTLS. `UseSSL` is `true` only for
@@ -311,6 +314,7 @@ fn mail_payload<'a>(
             _ => "EmailTypeIMAP",
         },
         email_account_description: address.to_string(),
+        email_account_name: provider.user_display_name.clone(),
         email_address: address.to_string(),
         incoming_mail_server_host_name: expand(in_host, Some(address)).into_owned(),
         incoming_mail_server_port_number: in_port,

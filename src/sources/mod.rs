@@ -13,6 +13,8 @@
 mod file;
 mod sql;
 
+pub use sql::sql_url;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

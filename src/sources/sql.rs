@@ -17,10 +17,7 @@ pub(super) async fn query(
     query: &str,
 ) -> Result<Vec<String>, String> {
     sqlx::any::install_default_drivers();
-    let url = match password_file {
-        Some(path) => with_password(url, &read_password(path).await?)?,
-        None => url.to_owned(),
-    };
+    let url = sql_url(url, password_file).await?;
     let redacted = crate::config::sources::redact_url(&url);
     let mut conn = sqlx::AnyConnection::connect(&url)
         .await
@@ -46,6 +43,17 @@ pub(super) async fn query(
         out.truncate(MAX_SOURCE_DOMAINS);
     }
     Ok(out)
+}
+
+/// The connection URL with the password from `password_file` put in.
+///
+/// # Errors
+/// The file cannot be read, or the URL has no user to attach it to.
+pub async fn sql_url(url: &str, password_file: Option<&Path>) -> Result<String, String> {
+    match password_file {
+        Some(path) => with_password(url, &read_password(path).await?),
+        None => Ok(url.to_owned()),
+    }
 }
 
 async fn read_password(path: &Path) -> Result<String, String> {

@@ -20,3 +20,4 @@ mod service_manager;
 mod sources;
 mod support;
 mod thunderbird;
+mod users;

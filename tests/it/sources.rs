@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{CONFIG, require_program};
+use crate::support::{CONFIG, Postgres, require_program};
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -168,77 +168,14 @@ fn run(cmd: &mut Command) {
 /// PostgreSQL 15 from Debian's packages, in a temp dir, as the postgres user.
 #[test]
 fn postgresql_source_follows_the_domain_table() {
-    let bin = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(Result::ok)
-        .map(|e| e.path().join("bin"));
-    let Some(bin) = bin.filter(|b| b.join("initdb").exists()) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "postgresql is missing in CI"
-        );
-        eprintln!("SKIPPED: PostgreSQL server not installed (apt-get install postgresql)");
-        return;
-    };
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run as root");
-        eprintln!("SKIPPED: the PostgreSQL test runs initdb as the postgres user (needs root)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let pg = dir.path().join("pg");
-    std::fs::create_dir(&pg).unwrap();
-    run(Command::new("chown").args(["postgres:postgres"]).arg(&pg));
-    run(Command::new("chmod").args(["0755"]).arg(dir.path()));
-    let port = free_port();
-    run(Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(bin.join("initdb"))
-        .args(["-A", "trust", "-U", "postgres", "-D"])
-        .arg(pg.join("data")));
-    let mut server = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(bin.join("postgres"))
-        .arg("-D")
-        .arg(pg.join("data"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-        .arg(&pg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let psql = |sql: &str| {
-        Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap()
+    let Some(mut pg) = Postgres::start(dir.path()) else {
+        return;
     };
-    eventually("PostgreSQL", || psql("SELECT 1").status.success());
-    assert!(psql(POSTFIXADMIN_TABLE).status.success());
+    let port = pg.port;
+    pg.sql(POSTFIXADMIN_TABLE);
     let password = dir.path().join("db-password");
-    assert!(
-        psql(
-            "CREATE ROLE mailconfd LOGIN PASSWORD 's3cr:t@'; GRANT SELECT ON domain TO mailconfd;"
-        )
-        .status
-        .success()
-    );
+    pg.sql("CREATE ROLE mailconfd LOGIN PASSWORD 's3cr:t@'; GRANT SELECT ON domain TO mailconfd;");
     std::fs::write(&password, "s3cr:t@\n").unwrap();
 
     let d = Daemon::start(
@@ -257,7 +194,7 @@ fn postgresql_source_follows_the_domain_table() {
     );
     assert_eq!(d.status("all"), 404);
 
-    assert!(psql("UPDATE domain SET active = 1 WHERE domain = 'pg-off.example'; DELETE FROM domain WHERE domain = 'pg-one.example';").status.success());
+    pg.sql("UPDATE domain SET active = 1 WHERE domain = 'pg-off.example'; DELETE FROM domain WHERE domain = 'pg-one.example';");
     eventually("pg-off.example activated", || {
         d.status("pg-off.example") == 200
     });
@@ -266,8 +203,7 @@ fn postgresql_source_follows_the_domain_table() {
     });
 
     // The database goes away: the last good list keeps serving.
-    let _ = server.kill();
-    let _ = server.wait();
+    pg.stop();
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(d.status("pg-two.example"), 200);
     assert_eq!(d.status("pg-off.example"), 200);

@@ -308,3 +308,114 @@ pub fn require_program(program: &str, package: &str) -> bool {
     eprintln!("SKIPPED: {program} is not installed (apt-get install {package})");
     false
 }
+
+/// A real PostgreSQL (Debian's `postgresql`) in a temp dir on a loopback
+/// port, run as the postgres user (initdb refuses root); stopped in `Drop`.
+/// `None` (skipped with the reason, failed in CI) when it cannot run here.
+pub struct Postgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    pub port: u16,
+    running: bool,
+}
+
+impl Postgres {
+    pub fn start(dir: &std::path::Path) -> Option<Postgres> {
+        use std::process::Command;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists());
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "postgresql is missing in CI"
+            );
+            eprintln!("SKIPPED: PostgreSQL server not installed (apt-get install postgresql)");
+            return None;
+        };
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+        if !root {
+            assert!(std::env::var_os("CI").is_none(), "CI must run as root");
+            eprintln!("SKIPPED: PostgreSQL tests run initdb as the postgres user (needs root)");
+            return None;
+        }
+        let pg = dir.join("pg");
+        std::fs::create_dir(&pg).unwrap();
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+        };
+        run(Command::new("chown").arg("postgres:postgres").arg(&pg));
+        run(Command::new("chmod").arg("0755").arg(dir));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let data = pg.join("data");
+        run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data));
+        run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("pg_ctl"))
+            .args(["start", "-w", "-t", "30", "-l"])
+            .arg(pg.join("log"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-o")
+            .arg(format!("-h 127.0.0.1 -p {port} -k {}", pg.display())));
+        Some(Postgres {
+            bin,
+            data,
+            port,
+            running: true,
+        })
+    }
+
+    /// Runs SQL as the superuser; panics on an error.
+    pub fn sql(&self, sql: &str) {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {out:?}");
+    }
+
+    /// Stops the server at once (as a crash or a network cut would look).
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        self.running = false;
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(&self.data)
+            .output();
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -69,6 +69,7 @@ fn answers_name_only_the_asked_domain_of_a_big_provider() {
         redirect_plain_http: false,
         hooks: &crate::http::NoHooks,
         time_of_day: "12:00:00.0000000",
+        user: None,
     };
     let asked = "customer4711.example";
     let pox = format!(
@@ -213,6 +214,7 @@ fn get(config: &Config, host: &str, path: &str) -> Reply {
         redirect_plain_http: false,
         hooks: &crate::http::NoHooks,
         time_of_day: "12:00:00.0000000",
+        user: None,
     };
     let req = Incoming {
         method: &Method::GET,

@@ -228,7 +228,10 @@ fn write_outlook(w: &mut W, provider: &Provider, who: Recipient<'_>) -> io::Resu
         // We do not know the person's name; the address is what
         // Outlook shows otherwise, and the user can change it.
         if let Recipient::Address(address) = who {
-            let display = address.to_string();
+            let display = provider
+                .user_display_name
+                .clone()
+                .unwrap_or_else(|| address.to_string());
             w.create_element("User")
                 .write_inner_content(|w| text(w, "DisplayName", &display))?;
         }

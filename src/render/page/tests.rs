@@ -31,6 +31,7 @@ fn provider() -> Provider {
         support: Some("mailto:help@example.com".to_owned()),
         oauth2: None,
         publish_pacc: false,
+        user_display_name: None,
     }
 }
 

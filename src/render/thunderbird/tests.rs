@@ -169,6 +169,7 @@ fn provider() -> Provider {
         support: None,
         oauth2: None,
         publish_pacc: false,
+        user_display_name: None,
     }
 }
 

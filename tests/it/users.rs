@@ -1,0 +1,226 @@
+//! Per-user values (`[provider.users_from]`) against the real binary: a map
+//! file and a real PostgreSQL. Known users get their login, name and hosts
+//! in every format; unknown addresses, hostile ones and a dead database get
+//! byte-for-byte the provider's default answer, never a 5xx.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::Postgres;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const PROVIDER: &str = r#"
+[[provider]]
+id = "example.com"
+name = "Example Mail"
+domains = ["example.com"]
+  [[provider.server]]
+  type = "imap"
+  host = "imap.example.com"
+  username = "%EMAILLOCALPART%"
+  [[provider.server]]
+  type = "smtp"
+  host = "smtp.example.com"
+  username = "%EMAILLOCALPART%"
+"#;
+
+fn config(dir: &Path, port: u16, users_from: &str) -> std::path::PathBuf {
+    let path = dir.join(if users_from.is_empty() {
+        "plain.toml"
+    } else {
+        "mailconfd.toml"
+    });
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhttp_listen = [\"127.0.0.1:{port}\"]\nstate_dir = \"{}\"\n[tls]\nmode = \"off\"\n{PROVIDER}{users_from}",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(config: &Path, port: u16) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+            .args(["serve", "-c"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually("the daemon", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Daemon { child, port }
+    }
+
+    /// (status, body) of a raw request.
+    fn send(&self, request: &str) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text[9..12].parse().unwrap();
+        (
+            status,
+            text.split_once("\r\n\r\n")
+                .map_or("", |(_, b)| b)
+                .to_owned(),
+        )
+    }
+
+    fn thunderbird(&self, address: &str) -> (u16, String) {
+        let q: String =
+            percent_encoding::utf8_percent_encode(address, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        self.send(&format!(
+            "GET /mail/config-v1.1.xml?emailaddress={q} HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
+    fn pox(&self, address: &str) -> (u16, String) {
+        let body = format!(
+            "<Autodiscover><Request><EMailAddress>{address}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
+        );
+        self.send(&format!(
+            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+}
+
+/// The provider's default answer for `address`, from the render command of a
+/// config without a directory.
+fn default_answer(dir: &Path, address: &str) -> String {
+    let plain = config(dir, 1, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+        .args(["render", "-c"])
+        .arg(&plain)
+        .args(["--email", address, "thunderbird"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn map_file_users_get_their_own_values_and_others_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("users.toml");
+    std::fs::write(
+        &map,
+        "[\"alice@example.com\"]\nlogin_name = \"u1001\"\ndisplay_name = \"Alice <Liddell>\"\nimap_host = \"imap7.example.com\"\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        port,
+        &format!("  [provider.users_from]\n  file = \"{}\"\n", map.display()),
+    );
+    let d = Daemon::start(&cfg, port);
+    let (status, body) = d.thunderbird("alice@example.com");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<hostname>imap7.example.com</hostname>"),
+        "{body}"
+    );
+    assert!(body.contains("<username>u1001</username>"), "{body}");
+    assert!(
+        body.contains("<hostname>smtp.example.com</hostname>"),
+        "{body}"
+    );
+    let (_, pox) = d.pox("alice@example.com");
+    assert!(
+        pox.contains("<DisplayName>Alice &lt;Liddell&gt;</DisplayName>"),
+        "{pox}"
+    );
+    assert!(pox.contains("<LoginName>u1001</LoginName>"), "{pox}");
+    // Unknown: exactly the default answer.
+    let (status, body) = d.thunderbird("bob@example.com");
+    assert_eq!(status, 200);
+    assert_eq!(body, default_answer(dir.path(), "bob@example.com"));
+}
+
+#[test]
+fn postgresql_users_bound_as_parameters_and_a_dead_database_serves_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut pg) = Postgres::start(dir.path()) else {
+        return;
+    };
+    let pg_port = pg.port;
+    pg.sql(
+        "CREATE TABLE mailbox (username TEXT PRIMARY KEY, login_name TEXT, display_name TEXT, imap_host TEXT, smtp_host TEXT);\
+         INSERT INTO mailbox VALUES ('alice@example.com', 'u1001', 'Alice', 'imap7.example.com', NULL),\
+                                    ('carol@example.com', 'u1003', 'Carol', NULL, 'smtp3.example.com');",
+    );
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        port,
+        &format!(
+            "  [provider.users_from]\n  sql = \"postgresql://postgres@127.0.0.1:{pg_port}/postgres\"\n  query = \"SELECT login_name, display_name, imap_host, smtp_host FROM mailbox WHERE username = $1\"\n  timeout_ms = 300\n"
+        ),
+    );
+    let d = Daemon::start(&cfg, port);
+    let (_, body) = d.thunderbird("alice@example.com");
+    assert!(
+        body.contains("<hostname>imap7.example.com</hostname>"),
+        "{body}"
+    );
+    assert!(body.contains("<username>u1001</username>"), "{body}");
+    // Hostile local parts are values, not SQL.
+    for hostile in [
+        "x'or'1'='1@example.com",
+        "%@example.com",
+        "a'--@example.com",
+    ] {
+        let (status, body) = d.thunderbird(hostile);
+        assert_eq!(status, 200, "{hostile}");
+        assert!(!body.contains("u100"), "{hostile} matched a row: {body}");
+    }
+    let (_, unknown) = d.thunderbird("dave@example.com");
+    assert_eq!(unknown, default_answer(dir.path(), "dave@example.com"));
+
+    // The database dies: cached users keep their values, others get the
+    // defaults at once (within the 300 ms deadline), never a 5xx.
+    pg.stop();
+    let (status, body) = d.thunderbird("alice@example.com");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("u1001"),
+        "a cached hit survives the outage: {body}"
+    );
+    let (status, body) = d.thunderbird("carol@example.com");
+    assert_eq!(status, 200);
+    assert_eq!(body, default_answer(dir.path(), "carol@example.com"));
+}
