@@ -9,7 +9,8 @@
 //!   settings page for people (`render::page`)
 //! - `import`: Thunderbird config-v1.1 (ISPDB) -> `[[provider]]` TOML
 //! - `http`: one request -> one reply: limits, routing, the request log
-//! - `server`: sockets, connection caps, TLS handshakes, graceful shutdown
+//! - `server`: sockets, per-client caps and rates, a deadline per connection
+//!   phase, HTTP/2 limits, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
 //! - `sources`: providers' domain lists from files and SQL, merged into the published config
 //! - `reload`: applying a new config in the daemon; the `reload` command that waits for the outcome

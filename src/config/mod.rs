@@ -30,6 +30,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub tls: TlsConfig,
     pub acme: AcmeConfig,
+    pub limits: LimitsConfig,
     pub providers: Vec<Provider>,
     /// Client quirks the operator should know about; never fatal.
     pub warnings: Vec<Problem>,
@@ -58,6 +59,38 @@ pub struct ServerConfig {
     pub public_name: Option<String>,
     /// Prometheus metrics, /ready and /live (off when unset).
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[limits]`: what one client may hold and how fast it may ask. A client is
+/// an IPv4 address or an IPv6 prefix of `ipv6_client_prefix` bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Open connections at once, all listeners together.
+    pub max_connections: usize,
+    /// Open connections at once from one client.
+    pub max_connections_per_client: usize,
+    /// IPv6 clients are counted by this many leading bits (a host usually owns a /64).
+    pub ipv6_client_prefix: u8,
+    /// New connections per second from one client (token bucket rate and size).
+    pub connections_per_second: u32,
+    pub connection_burst: u32,
+    /// Requests per second from one client (token bucket rate and size).
+    pub requests_per_second: u32,
+    pub request_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_connections: 16_384,
+            max_connections_per_client: 64,
+            ipv6_client_prefix: 64,
+            connections_per_second: 20,
+            connection_burst: 100,
+            requests_per_second: 50,
+            request_burst: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

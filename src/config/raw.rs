@@ -19,6 +19,21 @@ pub struct RawConfig {
     pub acme: RawAcme,
     #[serde(default)]
     pub provider: Vec<RawProvider>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLimits {
+    pub max_connections: Option<i64>,
+    pub max_connections_per_client: Option<i64>,
+    pub ipv6_client_prefix: Option<i64>,
+    pub connections_per_second: Option<i64>,
+    pub connection_burst: Option<i64>,
+    pub requests_per_second: Option<i64>,
+    pub request_burst: Option<i64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

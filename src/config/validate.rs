@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use base64::Engine as _;
 
 use super::raw::{
-    BoolOrList, RawAcme, RawConfig, RawMtaSts, RawProvider, RawServer, RawServerSection, RawTls,
-    Unknown,
+    BoolOrList, RawAcme, RawConfig, RawLimits, RawMtaSts, RawProvider, RawServer, RawServerSection,
+    RawTls, Unknown,
 };
 use super::{
-    AcmeConfig, CertFiles, Challenge, Config, ExternalAccountBinding, IpNet, KeyType, ServerConfig,
-    TlsConfig, TlsMode,
+    AcmeConfig, CertFiles, Challenge, Config, ExternalAccountBinding, IpNet, KeyType, LimitsConfig,
+    ServerConfig, TlsConfig, TlsMode,
 };
 use crate::address::{check_hostname, normalize_domain};
 use crate::model::{
@@ -81,6 +81,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let server = server_section(raw.server, &mut p);
     let tls = tls_section(raw.tls, &mut p);
     let acme = acme_section(raw.acme, &mut p);
+    let limits = limits_section(raw.limits, &mut p);
 
     if raw.provider.is_empty() {
         p.error("provider", "at least one [[provider]] is required");
@@ -152,6 +153,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         server,
         tls,
         acme,
+        limits,
         providers,
         warnings: p.warnings,
         by_domain,
@@ -408,6 +410,73 @@ fn acme_section(raw: RawAcme, p: &mut Problems) -> AcmeConfig {
         max_concurrent_orders,
         new_orders_per_3h,
     }
+}
+
+fn limits_section(raw: RawLimits, p: &mut Problems) -> LimitsConfig {
+    p.unknown("limits", &raw.unknown);
+    let d = LimitsConfig::default();
+    let mut int = |key: &str, value: Option<i64>, default: u64, min: u64, max: u64| -> u64 {
+        match value {
+            None => default,
+            Some(n) if (min as i64..=max as i64).contains(&n) => n as u64,
+            Some(_) => {
+                p.error(format!("limits.{key}"), format!("must be {min}-{max}"));
+                default
+            }
+        }
+    };
+    let limits = LimitsConfig {
+        max_connections: int(
+            "max_connections",
+            raw.max_connections,
+            d.max_connections as u64,
+            1,
+            1_000_000,
+        ) as usize,
+        max_connections_per_client: int(
+            "max_connections_per_client",
+            raw.max_connections_per_client,
+            d.max_connections_per_client as u64,
+            1,
+            1_000_000,
+        ) as usize,
+        ipv6_client_prefix: int("ipv6_client_prefix", raw.ipv6_client_prefix, 64, 16, 128) as u8,
+        connections_per_second: int(
+            "connections_per_second",
+            raw.connections_per_second,
+            d.connections_per_second.into(),
+            1,
+            1_000_000,
+        ) as u32,
+        connection_burst: int(
+            "connection_burst",
+            raw.connection_burst,
+            d.connection_burst.into(),
+            1,
+            1_000_000,
+        ) as u32,
+        requests_per_second: int(
+            "requests_per_second",
+            raw.requests_per_second,
+            d.requests_per_second.into(),
+            1,
+            1_000_000,
+        ) as u32,
+        request_burst: int(
+            "request_burst",
+            raw.request_burst,
+            d.request_burst.into(),
+            1,
+            1_000_000,
+        ) as u32,
+    };
+    if limits.max_connections_per_client > limits.max_connections {
+        p.error(
+            "limits.max_connections_per_client",
+            "must not be larger than limits.max_connections",
+        );
+    }
+    limits
 }
 
 fn provider(key: &str, raw: RawProvider, has_source: bool, p: &mut Problems) -> Option<Provider> {

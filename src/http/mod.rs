@@ -8,6 +8,7 @@
 pub mod reply;
 pub mod routes;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use reply::Reply;
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
 /// Reading the body and answering must finish within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// `Strict-Transport-Security` on HTTPS answers for our own names: a year.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 /// After this many requests on one connection we ask the client to close it.
 pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1_000;
 
@@ -134,7 +137,7 @@ where
         client = %client,
         method = %parts.method,
         host = ?host_for_log,
-        path = ?truncate(parts.uri.path(), 200),
+        path = ?path_for_log(truncate(parts.uri.path(), 200)),
         status = reply.status.as_u16(),
         domain = %reply.domain.as_deref().unwrap_or("-"),
         elapsed_us = started.elapsed().as_micros() as u64,
@@ -145,7 +148,21 @@ where
     }
 
     let served = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let hsts = conn.secure
+        && host
+            .as_deref()
+            .and_then(|h| routes::classify_host(h, &config))
+            .is_some_and(|(kind, _, _)| kind != routes::HostKind::Apex);
     let mut response = reply.into_response();
+    if hsts {
+        // Only on our own names (autoconfig., autodiscover., mta-sts.), which
+        // mailconfd always serves over HTTPS; never on the mail domain itself,
+        // whose web site may live elsewhere. No includeSubDomains, no preload.
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+        );
+    }
     if served >= MAX_REQUESTS_PER_CONNECTION && parts.version < http::Version::HTTP_2 {
         response.headers_mut().insert(
             header::CONNECTION,
@@ -153,6 +170,50 @@ where
         );
     }
     Ok(response)
+}
+
+/// The answer to a client over its request rate: 429 with a short reason;
+/// over HTTP/1 the connection is closed after it (HTTP/2 gets a GOAWAY from
+/// the server). Not logged per request: `server::limits` logs the client once
+/// a minute.
+pub fn too_many_requests(version: http::Version) -> Response<Full<Bytes>> {
+    let mut response = Reply::error(StatusCode::TOO_MANY_REQUESTS, "too many requests")
+        .header(header::RETRY_AFTER, "1")
+        .into_response();
+    if version < http::Version::HTTP_2 {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// A path for the info log: a segment that holds an address (the JSON
+/// autodiscover path `/autodiscover/autodiscover.json/v1.0/alice@example.org`)
+/// keeps only its domain part. `@` may arrive percent-encoded.
+fn path_for_log(path: &str) -> Cow<'_, str> {
+    let has_at = |seg: &str| seg.contains('@') || seg.to_ascii_lowercase().contains("%40");
+    if !path.split('/').any(has_at) {
+        return Cow::Borrowed(path);
+    }
+    let redacted: Vec<String> = path
+        .split('/')
+        .map(|seg| {
+            if !has_at(seg) {
+                return seg.to_owned();
+            }
+            let lower = seg.to_ascii_lowercase();
+            let domain_at = match (seg.rfind('@'), lower.rfind("%40")) {
+                (Some(a), Some(b)) => (a + 1).max(b + 3),
+                (Some(a), None) => a + 1,
+                (None, Some(b)) => b + 3,
+                (None, None) => seg.len(),
+            };
+            format!("[address]@{}", &seg[domain_at..])
+        })
+        .collect();
+    Cow::Owned(redacted.join("/"))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -207,9 +268,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         return peer;
     }
     let mut client = peer;
-    for value in headers.get_all("x-forwarded-for") {
+    // Several header lines are one list in order (RFC 9110 §5.3): the last
+    // line is the nearest proxy's, so read lines from the last one back.
+    let lines: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    for value in lines.into_iter().rev() {
         let Ok(value) = value.to_str() else {
-            return peer;
+            return client;
         };
         for hop in value.split(',').rev() {
             match hop.trim().parse::<IpAddr>() {
@@ -267,6 +331,46 @@ mod tests {
         assert_eq!(client_ip(stranger, &h, &trusted), stranger);
         h.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(client_ip(proxy, &h, &trusted), proxy);
+    }
+
+    #[test]
+    fn forwarded_for_lines_are_read_from_the_last_back() {
+        let mut h = HeaderMap::new();
+        // The client may forge the first line; the proxy appends the last.
+        h.append("x-forwarded-for", "192.0.2.66".parse().unwrap());
+        h.append("x-forwarded-for", "203.0.113.9, 10.0.0.3".parse().unwrap());
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // Only proxies in the last line: go on to the line before it.
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.3".parse().unwrap());
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn addresses_in_paths_are_redacted_for_the_log() {
+        assert_eq!(
+            path_for_log("/autodiscover/autodiscover.json/v1.0/alice@example.org"),
+            "/autodiscover/autodiscover.json/v1.0/[address]@example.org"
+        );
+        assert_eq!(
+            path_for_log("/autodiscover/autodiscover.json/v1.0/bob%40Example.org"),
+            "/autodiscover/autodiscover.json/v1.0/[address]@Example.org"
+        );
+        assert_eq!(path_for_log("/a@b@c/x"), "/[address]@c/x");
+        assert_eq!(
+            path_for_log("/mail/config-v1.1.xml"),
+            "/mail/config-v1.1.xml"
+        );
+        assert_eq!(path_for_log("/%4"), "/%4");
     }
 
     #[test]

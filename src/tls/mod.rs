@@ -88,7 +88,11 @@ impl TlsAcceptor {
 }
 
 impl Acceptor for TlsAcceptor {
-    fn accept(&self, tcp: TcpStream) -> futures_util::future::BoxFuture<'static, Option<Accepted>> {
+    fn accept(
+        &self,
+        tcp: TcpStream,
+        challenge_only: bool,
+    ) -> futures_util::future::BoxFuture<'static, Option<Accepted>> {
         let normal = self.normal.clone();
         let challenge = self.challenge.clone();
         async move {
@@ -96,6 +100,9 @@ impl Acceptor for TlsAcceptor {
                 .await
                 .ok()?;
             let is_challenge = resolver::is_alpn_challenge(&start.client_hello());
+            if challenge_only && !is_challenge {
+                return None;
+            }
             let config = if is_challenge { challenge } else { normal };
             let stream = start.into_stream(config).await.ok()?;
             if is_challenge {

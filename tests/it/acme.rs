@@ -187,6 +187,14 @@ contact = ["mailto:hostmaster@example.test"]
 max_concurrent_orders = {max_concurrent_orders}
 {acme_extra}
 
+# The tests hammer handshakes from 127.0.0.1 back to back, far beyond one
+# real client's rate (the per-client limits are tested in tests/it/hostile).
+[limits]
+connections_per_second = 1000000
+connection_burst = 1000000
+requests_per_second = 1000000
+request_burst = 1000000
+
 [[provider]]
 id = "example.test"
 name = "Example Test Mail"

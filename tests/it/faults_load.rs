@@ -30,6 +30,14 @@ state_dir = "{state}"
 mode = "local"
 key_type = "rsa-2048"
 
+# Load from one loopback client, far beyond one real client's rate (the
+# per-client limits are tested in tests/it/hostile).
+[limits]
+connections_per_second = 1000000
+connection_burst = 1000000
+requests_per_second = 1000000
+request_burst = 1000000
+
 [[provider]]
 id = "load.test"
 name = "{name}"

@@ -8,6 +8,7 @@ mod faults_ca;
 mod faults_disk;
 mod faults_load;
 mod golden;
+mod hostile;
 mod http_table;
 mod kmail;
 mod lifecycle;

@@ -48,17 +48,32 @@ pub enum ResponseSchema {
 }
 
 impl ResponseSchema {
-    /// Matches a schema URI, ignoring case and surrounding whitespace.
+    /// Matches a schema URI, ignoring its scheme (`http`/`https`: Microsoft's
+    /// own samples write https), case and surrounding whitespace.
     pub fn from_uri(uri: &str) -> ResponseSchema {
         let uri = uri.trim();
-        if uri.eq_ignore_ascii_case(OUTLOOK_RESPONSE_NS) {
+        let same = |ns: &str| match (without_scheme(uri), without_scheme(ns)) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        if same(OUTLOOK_RESPONSE_NS) {
             ResponseSchema::Outlook2006a
-        } else if uri.eq_ignore_ascii_case(MOBILESYNC_RESPONSE_NS) {
+        } else if same(MOBILESYNC_RESPONSE_NS) {
             ResponseSchema::MobileSync2006
         } else {
             ResponseSchema::Other(uri.to_owned())
         }
     }
+}
+
+/// `http://x` and `https://x` -> `x` (scheme letters in any case); any other
+/// scheme, or none, -> `None`.
+fn without_scheme(uri: &str) -> Option<&str> {
+    ["http://", "https://"].into_iter().find_map(|scheme| {
+        let head = uri.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &uri[scheme.len()..])
+    })
 }
 
 /// Why a request body was refused. Every variant is answered with error 600

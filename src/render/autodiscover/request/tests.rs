@@ -164,3 +164,36 @@ fn never_panics_on_prefixes_of_a_real_request() {
         }
     }
 }
+
+#[test]
+fn schema_matches_without_regard_to_scheme_case_and_whitespace() {
+    for uri in [
+        "https://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a",
+        " HTTPS://Schemas.Microsoft.com/Exchange/Autodiscover/Outlook/ResponseSchema/2006a\n",
+        "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a",
+    ] {
+        assert_eq!(
+            ResponseSchema::from_uri(uri),
+            ResponseSchema::Outlook2006a,
+            "{uri:?}"
+        );
+    }
+    assert_eq!(
+        ResponseSchema::from_uri(
+            "https://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
+        ),
+        ResponseSchema::MobileSync2006
+    );
+    // Another scheme, or none, is another schema.
+    for uri in [
+        "ftp://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a",
+        "schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a",
+        "https://",
+        "ht",
+    ] {
+        assert!(
+            matches!(ResponseSchema::from_uri(uri), ResponseSchema::Other(_)),
+            "{uri:?}"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Sockets: accept loops, connection caps and rates, TLS handshakes, hyper
+//! connections, and graceful shutdown. Knows nothing about documents.
+//!
+//! One slow or hostile client must not starve the rest: every connection
+//! passes the client's connection rate and cap and holds a place under the
+//! global cap (`limits`), and every phase of a connection has a deadline
+//! (`conn`). When the global cap is reached a new connection waits briefly for
+//! a place instead of being closed at once and asks the longest-idle
+//! connection to make room, while idle connections are closed sooner, so real
+//! clients keep getting in while idle sockets are churned out.
+
+mod conn;
+pub mod limits;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use conn::{
+    CLOSE_GRACE, EVICT_MIN_IDLE, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTION_AGE,
+    MAX_H2_STREAMS, MAX_HEADER_BYTES, PRESSURE_IDLE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
+};
+use limits::Limits;
+
+use crate::config::LimitsConfig;
+use crate::http::Shared;
+
+/// The default open connections at once, all listeners together.
+pub const MAX_CONNECTIONS: usize = 16_384;
+/// The default open connections at once from one client.
+pub const MAX_CONNECTIONS_PER_IP: usize = 64;
+/// In-flight requests get this long to finish on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// With the global cap reached, a new connection waits this long for a place.
+pub const GLOBAL_QUEUE_WAIT: Duration = Duration::from_secs(3);
+
+/// Turns an accepted TCP stream into the stream HTTP runs on (TLS for https).
+pub trait Acceptor: Send + Sync + 'static {
+    /// With `challenge_only` (the client is over its connection rate), only
+    /// an ACME TLS-ALPN-01 validation handshake may complete; anything else
+    /// is dropped once its ClientHello is read, before any crypto.
+    fn accept(
+        &self,
+        tcp: TcpStream,
+        challenge_only: bool,
+    ) -> futures_util::future::BoxFuture<'static, Option<Accepted>>;
+}
+
+/// A ready stream and the HTTP version ALPN settled, if it did.
+pub struct Accepted {
+    pub io: Box<dyn Io>,
+    pub protocol: Option<Protocol>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// A byte stream hyper can serve.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A bound socket and how to serve it.
+pub struct Listener {
+    pub tcp: TcpListener,
+    /// `None` for plain HTTP.
+    pub tls: Option<Arc<dyn Acceptor>>,
+}
+
+/// Serves every listener until `shutdown` fires, then lets in-flight requests
+/// finish (at most SHUTDOWN_GRACE) and returns. Limits are read from the
+/// config once, here (changing them takes a restart).
+pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let (config, trusted_proxies): (LimitsConfig, _) = {
+        let c = shared.config.borrow();
+        (c.limits, c.server.trusted_proxies.clone())
+    };
+    check_open_file_limit(config.max_connections);
+    let tracker = TaskTracker::new();
+    let (http1, http2) = conn::builders();
+    let ctx = Arc::new(conn::Ctx {
+        shared,
+        trusted_proxies,
+        limits: Arc::new(Limits::new(config)),
+        shutdown: shutdown.clone(),
+        http1,
+        http2,
+    });
+    // Connections waiting for a place under the global cap hold a socket each:
+    // at most a quarter of the cap may wait, the rest are closed at once.
+    let queue = Arc::new(Semaphore::new(config.max_connections.div_ceil(4)));
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(tokio::spawn(accept_loop(
+            listener,
+            ctx.clone(),
+            queue.clone(),
+            tracker.clone(),
+        )));
+    }
+    for l in accept_loops {
+        let _ = l.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tracker.len(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (started by hand, the soft
+/// limit is often 1024; the systemd unit sets 65536) and warns if it still
+/// cannot hold `max_connections` and some files of our own. (Connections
+/// waiting for a place, up to a quarter more, are not counted: running out
+/// there only means a newcomer is closed at once, as without the queue.)
+fn check_open_file_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let mut limit = soft;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        limit = hard;
+    }
+    let needed = (max_connections + 256) as u64;
+    if limit < needed {
+        tracing::warn!(
+            open_files = limit,
+            needed,
+            "the open-file limit is below what limits.max_connections needs; \
+             raise LimitNOFILE or lower max_connections"
+        );
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    ctx: Arc<conn::Ctx>,
+    queue: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    let local = listener.tcp.local_addr().ok();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            accepted = listener.tcp.accept() => match accepted {
+                Ok((tcp, peer)) => admit(tcp, peer, &listener, &ctx, &queue, &tracker),
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning;
+                    // logged within the refusal budget (this repeats 10 times a
+                    // second while it lasts).
+                    if ctx.limits.log_budget() {
+                        tracing::warn!(error = %e, listen = ?local, "accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Applies the client's rate and cap and the global cap, then spawns the
+/// connection; a refused socket is dropped (closed) at once. Never waits.
+fn admit(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: &Listener,
+    ctx: &Arc<conn::Ctx>,
+    queue: &Arc<Semaphore>,
+    tracker: &TaskTracker,
+) {
+    let limits = &ctx.limits;
+    let key = limits.key(peer.ip());
+    // A client over its connection rate still gets in, but only for ACME
+    // validation (the CA validates from few addresses and must never be
+    // locked out by its own volume); everything else it sends is refused
+    // at its first request or ClientHello, before any real work. Its
+    // connection cap still applies.
+    let (client_slot, challenge_only) = if ctx.is_trusted(peer.ip()) {
+        (None, false)
+    } else {
+        let over_rate = !limits.allow_connection(key, peer.ip());
+        let Some(slot) = limits.admit_client(key, peer.ip()) else {
+            return;
+        };
+        (Some(slot), over_rate)
+    };
+    let global = limits.try_global();
+    let queued = match global {
+        Some(_) => None,
+        None => match queue.clone().try_acquire_owned() {
+            Ok(q) => {
+                limits.evict_one();
+                Some(q)
+            }
+            Err(_) => {
+                limits.log_global_full();
+                return;
+            }
+        },
+    };
+    let _ = tcp.set_nodelay(true);
+    let tls = listener.tls.clone();
+    let ctx = ctx.clone();
+    tracker.spawn(async move {
+        let _client_slot = client_slot;
+        let _global = match global {
+            Some(g) => g,
+            None => {
+                let waited = tokio::select! {
+                    g = ctx.limits.wait_global(GLOBAL_QUEUE_WAIT) => g,
+                    _ = ctx.shutdown.cancelled() => None,
+                };
+                drop(queued);
+                match waited {
+                    Some(g) => g,
+                    None => {
+                        ctx.limits.log_global_full();
+                        return;
+                    }
+                }
+            }
+        };
+        conn::serve(tcp, peer, key, challenge_only, tls, ctx).await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_match_the_config_defaults() {
+        let d = LimitsConfig::default();
+        assert_eq!(d.max_connections, MAX_CONNECTIONS);
+        assert_eq!(d.max_connections_per_client, MAX_CONNECTIONS_PER_IP);
+    }
+}
