@@ -17,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(d) = normalize_domain(input) {
         check_hostname(&d).unwrap_or_else(|e| panic!("{input:?} -> {d:?}: {e}"));
-        assert_eq!(normalize_domain(&d).as_deref(), Ok(d.as_str()), "not idempotent");
+        assert_eq!(
+            normalize_domain(&d).as_deref(),
+            Ok(d.as_str()),
+            "not idempotent"
+        );
     }
 });

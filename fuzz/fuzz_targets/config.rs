@@ -23,8 +23,13 @@ fuzz_target!(|data: &[u8]| {
             }
             for (i, (domain, provider)) in config.domains().enumerate() {
                 check_hostname(domain).unwrap_or_else(|e| panic!("domain {domain:?}: {e}"));
-                let found = config.provider_for_domain(domain).expect("domain maps to a provider");
-                assert!(std::ptr::eq(found, provider), "{domain} maps to another provider");
+                let found = config
+                    .provider_for_domain(domain)
+                    .expect("domain maps to a provider");
+                assert!(
+                    std::ptr::eq(found, provider),
+                    "{domain} maps to another provider"
+                );
                 if i < MAX_RENDERED_DOMAINS {
                     let address = EmailAddress::parse(&format!("user@{domain}")).ok();
                     assert_renders(provider, None);

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
 /// The parser's own promises; the decoded address when there is a valid one.
 fn check(path: &str) -> Option<EmailAddress> {
     let rest = address_from_json_path(path)?;
-    assert!(!rest.is_empty() && !rest.contains(['/', '?']), "{path:?} -> {rest:?}");
+    assert!(
+        !rest.is_empty() && !rest.contains(['/', '?']),
+        "{path:?} -> {rest:?}"
+    );
     let before_query = path.split_once('?').map_or(path, |(p, _)| p);
     let head = before_query
         .strip_suffix(rest)
@@ -61,7 +64,9 @@ fn agrees_with_router(uri: &http::Uri, address: &EmailAddress) {
         time_of_day: "12:34:56.0000000",
     };
     let reply = route(&incoming, router_config(), &env);
-    let served = router_config().provider_for_domain(address.domain()).is_some();
+    let served = router_config()
+        .provider_for_domain(address.domain())
+        .is_some();
     assert!(!reply.status.is_server_error());
     assert_eq!(
         reply.address.as_deref(),

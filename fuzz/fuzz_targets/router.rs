@@ -61,7 +61,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let reply = route(&incoming, router_config(), &env);
 
-    assert!(!reply.status.is_server_error(), "{:?} -> {}", incoming, reply.status);
+    assert!(
+        !reply.status.is_server_error(),
+        "{:?} -> {}",
+        incoming,
+        reply.status
+    );
     assert_document(&Document {
         content_type: reply.content_type,
         filename: None,

@@ -90,9 +90,10 @@ fn well_formed_xml(body: &[u8], plist: bool) {
 /// XML 1.0 `Char`: no C0 controls but tab/CR/LF, no U+FFFE/U+FFFF.
 fn assert_xml_chars(s: &str, doc: &str) {
     assert!(
-        !s.chars().any(|c| (c < ' ' && !matches!(c, '\t' | '\r' | '\n'))
-            || c == '\u{fffe}'
-            || c == '\u{ffff}'),
+        !s.chars()
+            .any(|c| (c < ' ' && !matches!(c, '\t' | '\r' | '\n'))
+                || c == '\u{fffe}'
+                || c == '\u{ffff}'),
         "character XML 1.0 does not allow: {doc}"
     );
 }
@@ -127,7 +128,10 @@ pub fn assert_valid_address(a: &EmailAddress) {
     let s = a.to_string();
     assert_eq!(s, format!("{}@{}", a.local_part(), a.domain()));
     assert!(s.len() <= mailconfd::address::MAX_ADDRESS_BYTES, "{s:?}");
-    assert!(!a.local_part().is_empty() && a.local_part().len() <= 64, "{s:?}");
+    assert!(
+        !a.local_part().is_empty() && a.local_part().len() <= 64,
+        "{s:?}"
+    );
     assert!(
         !s.chars().any(|c| c.is_control() || c.is_whitespace()),
         "control or space in {s:?}"
