@@ -264,7 +264,9 @@ fn duplicate_domains_are_skipped_once_each_also_in_a_long_list() {
     // of each pair is skipped with a note and the order of first sightings kept.
     let mut list = String::new();
     for i in 0..5_000 {
-        list.push_str(&format!("<domain>d{i}.example</domain><domain>D{i}.Example.</domain>"));
+        list.push_str(&format!(
+            "<domain>d{i}.example</domain><domain>D{i}.Example.</domain>"
+        ));
     }
     let xml = MINIMAL.replace("<domain>example.org</domain>", &list);
     let block = import(xml.as_bytes()).unwrap();
