@@ -257,3 +257,23 @@ fn never_panics_on_mangled_input() {
         }
     }
 }
+
+#[test]
+fn duplicate_domains_are_skipped_once_each_also_in_a_long_list() {
+    // Thousands of domains, each listed twice in another spelling: the second
+    // of each pair is skipped with a note and the order of first sightings kept.
+    let mut list = String::new();
+    for i in 0..5_000 {
+        list.push_str(&format!(
+            "<domain>d{i}.example</domain><domain>D{i}.Example.</domain>"
+        ));
+    }
+    let xml = MINIMAL.replace("<domain>example.org</domain>", &list);
+    let block = import(xml.as_bytes()).unwrap();
+    let config = parses(&block);
+    let domains = &config.providers[0].domains;
+    assert_eq!(domains.len(), 5_000);
+    assert_eq!(domains[0], "d0.example");
+    assert_eq!(domains[4_999], "d4999.example");
+    assert_eq!(block.matches("listed twice").count(), 5_000);
+}
