@@ -201,11 +201,13 @@ fn fail(message: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `RUST_LOG` filters (default info). Under systemd (JOURNAL_STREAM set) the
+/// `RUST_LOG` filters (default info; the h2 crate only at error: it warns
+/// once per reset-flooding connection, which an attacker with many addresses
+/// would turn into a log flood). Under systemd (JOURNAL_STREAM set) the
 /// journal adds timestamps itself, so we print none and no colour.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -255,10 +255,19 @@ fn plain_http(
     }
 }
 
+/// The https:// form of a plain-HTTP request. The path and query are copied
+/// as sent, except that bytes outside printable ASCII (which the HTTP parser
+/// lets through in a request target) are percent-encoded: a Location header
+/// must be ASCII (found by the router fuzz target).
 fn https_url(host: &str, path: &str, query: Option<&str>) -> String {
+    const NOT_PRINTABLE_ASCII: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ');
     let name = strip_port(host).unwrap_or(host);
+    let path = percent_encoding::utf8_percent_encode(path, NOT_PRINTABLE_ASCII);
     match query {
-        Some(q) => format!("https://{name}{path}?{q}"),
+        Some(q) => {
+            let q = percent_encoding::utf8_percent_encode(q, NOT_PRINTABLE_ASCII);
+            format!("https://{name}{path}?{q}")
+        }
         None => format!("https://{name}{path}"),
     }
 }

@@ -290,3 +290,35 @@ fn well_known_jmap_redirects_to_the_session_url() {
         404
     );
 }
+
+/// Found by the router fuzz target: a request target with raw non-ASCII
+/// bytes (httparse accepts 0x80-0xFF) must not reach the Location header raw.
+#[test]
+fn fuzz_router_redirect_location_is_ascii() {
+    let config = crate::config::parse(
+        "[tls]\nmode = \"local\"\n[[provider]]\nid = \"example.org\"\nname = \"E\"\ndomains = [\"example.org\"]\n  [[provider.server]]\n  type = \"imap\"\n  host = \"imap.example.org\"\n  [[provider.server]]\n  type = \"smtp\"\n  host = \"smtp.example.org\"\n",
+    )
+    .unwrap();
+    let env = Env {
+        redirect_plain_http: true,
+        hooks: &crate::http::NoHooks,
+        time_of_day: "12:00:00.0000000",
+        user: None,
+    };
+    let req = Incoming {
+        method: &Method::PUT,
+        host: Some("autoconfig.example.org"),
+        path: "/",
+        query: Some("email=al%C3\u{7be}Fce@example.net"),
+        body: b"",
+        secure: false,
+        accept_language: None,
+    };
+    let reply = route(&req, &config, &env);
+    let location = header(&reply, &header::LOCATION).expect("a redirect");
+    assert!(location.is_ascii(), "{location}");
+    assert_eq!(
+        location,
+        "https://autoconfig.example.org/?email=al%C3%DE%BEFce@example.net"
+    );
+}
