@@ -191,12 +191,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
 
     let mut listeners = Vec::new();
+    let heartbeat = systemd::Heartbeat::new(bound.http.len() + bound.https.len());
     for tcp in bound.http {
         tracing::info!(listen = %display_addr(&tcp), scheme = "http", "listening");
         listeners.push(Listener { tcp, tls: None });
     }
     if !bound.https.is_empty() {
-        let acceptor: Arc<dyn server::Acceptor> = Arc::new(TlsAcceptor::new(resolver.clone()));
+        let acceptor: Arc<dyn server::Acceptor> =
+            Arc::new(TlsAcceptor::new(resolver.clone()).with_metrics(metrics.clone()));
         for tcp in bound.https {
             tracing::info!(listen = %display_addr(&tcp), scheme = "https", "listening");
             listeners.push(Listener {
@@ -249,7 +251,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         config: config_rx,
         hooks,
         directories: crate::directory::Registry::default(),
+        metrics: metrics.clone(),
+        heartbeat: heartbeat.clone(),
     });
+    systemd::spawn_watchdog(heartbeat, shutdown.clone());
 
     let status_inputs = StatusInputs {
         resolver: resolver.clone(),

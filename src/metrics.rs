@@ -135,7 +135,8 @@ pub enum Limit {
     global,
     /// Open connections from one client (IPv4 address or IPv6 prefix).
     per_client,
-    /// A client's new-connection rate.
+    /// A client's new-connection rate (the connection is then served for
+    /// ACME validation only).
     rate,
 }
 
@@ -359,6 +360,30 @@ impl Metrics {
         out
     }
 
+    /// Counts a connection as open until the guard is dropped (also when its
+    /// task ends early).
+    pub fn open_connection(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    /// A TLS handshake that did not finish within its deadline.
+    pub fn handshake_timed_out(&self) {
+        self.tls_handshakes
+            .get_or_create(&HandshakeLabels {
+                result: HandshakeResult::timeout,
+                version: TlsVersion::none,
+            })
+            .inc();
+    }
+
+    /// A connection refused (or, for `rate`, let in for ACME validation only).
+    pub fn refused(&self, limit: Limit) {
+        self.connections_refused
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
     pub fn reload(&self, applied: bool) {
         let result = if applied {
             Outcome::ok
@@ -399,6 +424,15 @@ impl Metrics {
                 .get_or_create(&CertStateLabels { state })
                 .set(n);
         }
+    }
+}
+
+/// See [`Metrics::open_connection`].
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

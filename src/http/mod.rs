@@ -55,6 +55,10 @@ pub struct Shared {
     pub hooks: Arc<dyn Hooks>,
     /// Per-user directories (`[provider.users_from]`), looked up before routing.
     pub directories: crate::directory::Registry,
+    /// Where requests, connections and handshakes are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The accept loops' proof of life for systemd's watchdog.
+    pub heartbeat: Arc<crate::systemd::Heartbeat>,
 }
 
 /// Per-connection facts the handler needs.
@@ -146,6 +150,14 @@ where
     if let Some(address) = &reply.address {
         tracing::debug!(client = %client, address = %address, "request address");
     }
+    count_request(
+        &shared.metrics,
+        parts.uri.path(),
+        reply.status.as_u16(),
+        conn.secure,
+        parts.version,
+        started.elapsed(),
+    );
 
     let served = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let hsts = conn.secure
@@ -170,6 +182,58 @@ where
         );
     }
     Ok(response)
+}
+
+/// One request in `mailconfd_http_requests_total` and the latency histogram,
+/// its format told by the path (a fixed set of labels, never client input).
+fn count_request(
+    metrics: &crate::metrics::Metrics,
+    path: &str,
+    status: u16,
+    secure: bool,
+    version: http::Version,
+    elapsed: std::time::Duration,
+) {
+    use crate::metrics::{Format, FormatLabels, RequestLabels, StatusClass, Transport, Version};
+    let p = path.to_ascii_lowercase();
+    let format = if p.ends_with("/mail/config-v1.1.xml") {
+        Format::thunderbird
+    } else if p == "/autodiscover/autodiscover.xml" {
+        Format::autodiscover_pox
+    } else if p.starts_with("/autodiscover/autodiscover.json") {
+        Format::autodiscover_json
+    } else if p.starts_with("/mobileconfig") {
+        Format::mobileconfig
+    } else if p == "/.well-known/mta-sts.txt" {
+        Format::mta_sts
+    } else if p.starts_with("/.well-known/acme-challenge/") {
+        Format::acme_challenge
+    } else if p == "/" {
+        Format::page
+    } else {
+        Format::other
+    };
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            format,
+            status: StatusClass::of(status),
+            transport: if secure {
+                Transport::https
+            } else {
+                Transport::http
+            },
+            version: if version == http::Version::HTTP_2 {
+                Version::h2
+            } else {
+                Version::h1
+            },
+        })
+        .inc();
+    metrics
+        .request_seconds
+        .get_or_create(&FormatLabels { format })
+        .observe(elapsed.as_secs_f64());
 }
 
 /// The answer to a client over its request rate: 429 with a short reason;

@@ -149,11 +149,18 @@ pub async fn serve(
         match tls {
             // h2 over TLS needs ALPN (RFC 9113 §3.2): without it, HTTP/1.
             Some(acceptor) => {
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp, challenge_only))
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|a| (a.io, a.protocol.unwrap_or(Protocol::Http1)))
+                match tokio::time::timeout(
+                    TLS_HANDSHAKE_TIMEOUT,
+                    acceptor.accept(tcp, challenge_only),
+                )
+                .await
+                {
+                    Ok(accepted) => accepted.map(|a| (a.io, a.protocol.unwrap_or(Protocol::Http1))),
+                    Err(_) => {
+                        ctx.shared.metrics.handshake_timed_out();
+                        None
+                    }
+                }
             }
             None => sniff(tcp)
                 .await

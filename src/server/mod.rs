@@ -98,8 +98,9 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: Canc
     // at most a quarter of the cap may wait, the rest are closed at once.
     let queue = Arc::new(Semaphore::new(config.max_connections.div_ceil(4)));
     let mut accept_loops = Vec::new();
-    for listener in listeners {
+    for (index, listener) in listeners.into_iter().enumerate() {
         accept_loops.push(tokio::spawn(accept_loop(
+            index,
             listener,
             ctx.clone(),
             queue.clone(),
@@ -147,15 +148,19 @@ fn check_open_file_limit(max_connections: usize) {
 }
 
 async fn accept_loop(
+    index: usize,
     listener: Listener,
     ctx: Arc<conn::Ctx>,
     queue: Arc<Semaphore>,
     tracker: TaskTracker,
 ) {
     let local = listener.tcp.local_addr().ok();
+    // Proof of life for systemd's watchdog: this loop is being polled.
+    let mut beat = tokio::time::interval(crate::systemd::HEARTBEAT_INTERVAL);
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
+            _ = beat.tick() => ctx.shared.heartbeat.beat(index),
             accepted = listener.tcp.accept() => match accepted {
                 Ok((tcp, peer)) => admit(tcp, peer, &listener, &ctx, &queue, &tracker),
                 Err(e) => {
@@ -194,6 +199,7 @@ fn admit(
     } else {
         let over_rate = !limits.allow_connection(key, peer.ip());
         let Some(slot) = limits.admit_client(key, peer.ip()) else {
+            ctx.shared.metrics.refused(Limit::per_client);
             return;
         };
         (Some(slot), over_rate)
@@ -208,10 +214,14 @@ fn admit(
             }
             Err(_) => {
                 limits.log_global_full();
+                ctx.shared.metrics.refused(Limit::global);
                 return;
             }
         },
     };
+    if challenge_only {
+        ctx.shared.metrics.refused(Limit::rate);
+    }
     let _ = tcp.set_nodelay(true);
     let tls = listener.tls.clone();
     let ctx = ctx.clone();
@@ -229,14 +239,18 @@ fn admit(
                     Some(g) => g,
                     None => {
                         ctx.limits.log_global_full();
+                        ctx.shared.metrics.refused(Limit::global);
                         return;
                     }
                 }
             }
         };
+        let _open = ctx.shared.metrics.open_connection();
         conn::serve(tcp, peer, key, challenge_only, tls, ctx).await;
     });
 }
+
+use crate::metrics::Limit;
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,9 @@ fn server_provider() -> rustls::crypto::CryptoProvider {
 pub struct TlsAcceptor {
     normal: Arc<ServerConfig>,
     challenge: Arc<ServerConfig>,
+    resolver: Arc<CertResolver>,
+    /// Handshakes are counted here by result and version when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl TlsAcceptor {
@@ -78,12 +81,21 @@ impl TlsAcceptor {
                 tracing::warn!(error = %e, "no TLS session tickets; resumption by session id only")
             }
         }
-        let mut challenge = builder().with_cert_resolver(resolver);
+        let mut challenge = builder().with_cert_resolver(resolver.clone());
         challenge.alpn_protocols = vec![resolver::ACME_TLS_ALPN.to_vec()];
         TlsAcceptor {
             normal: Arc::new(normal),
             challenge: Arc::new(challenge),
+            resolver,
+            metrics: None,
         }
+    }
+
+    /// Count handshakes in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> TlsAcceptor {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -93,23 +105,55 @@ impl Acceptor for TlsAcceptor {
         tcp: TcpStream,
         challenge_only: bool,
     ) -> futures_util::future::BoxFuture<'static, Option<Accepted>> {
+        use crate::metrics::{HandshakeLabels, HandshakeResult, TlsVersion};
         let normal = self.normal.clone();
         let challenge = self.challenge.clone();
+        let resolver = self.resolver.clone();
+        let metrics = self.metrics.clone();
+        let count = move |result: HandshakeResult, version: TlsVersion| {
+            if let Some(m) = &metrics {
+                m.tls_handshakes
+                    .get_or_create(&HandshakeLabels { result, version })
+                    .inc();
+            }
+        };
         async move {
-            let start = LazyConfigAcceptor::new(RustlsAcceptor::default(), tcp)
-                .await
-                .ok()?;
-            let is_challenge = resolver::is_alpn_challenge(&start.client_hello());
+            let Ok(start) = LazyConfigAcceptor::new(RustlsAcceptor::default(), tcp).await else {
+                count(HandshakeResult::failed, TlsVersion::none);
+                return None;
+            };
+            let hello = start.client_hello();
+            let is_challenge = resolver::is_alpn_challenge(&hello);
+            // None: no SNI at all; Some(false): a name we do not serve.
+            let sni_known = hello.server_name().map(|name| resolver.serves_name(name));
             if challenge_only && !is_challenge {
                 return None;
             }
             let config = if is_challenge { challenge } else { normal };
-            let stream = start.into_stream(config).await.ok()?;
+            let Ok(stream) = start.into_stream(config).await else {
+                count(
+                    match (is_challenge, sni_known) {
+                        (true, _) => HandshakeResult::acme_challenge,
+                        (false, None) => HandshakeResult::no_sni,
+                        (false, Some(false)) => HandshakeResult::unknown_sni,
+                        (false, Some(true)) => HandshakeResult::failed,
+                    },
+                    TlsVersion::none,
+                );
+                return None;
+            };
+            let version = match stream.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => TlsVersion::tls1_3,
+                Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::tls1_2,
+                _ => TlsVersion::none,
+            };
             if is_challenge {
+                count(HandshakeResult::acme_challenge, version);
                 // RFC 8737: the validation is the handshake itself; nothing follows.
                 tracing::debug!("answered a TLS-ALPN-01 validation handshake");
                 return None;
             }
+            count(HandshakeResult::ok, version);
             let protocol = match stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Some(Protocol::Http2),
                 Some(b"http/1.1") => Some(Protocol::Http1),

@@ -150,6 +150,14 @@ impl CertResolver {
         slot.get()
     }
 
+    /// Whether a certificate is served for SNI `name` (for counting
+    /// unknown-SNI handshakes).
+    pub fn serves_name(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name);
+        self.read().by_name.contains_key(name)
+    }
+
     pub fn domain_names(&self, domain: &str) -> Option<Vec<String>> {
         self.read().domains.get(domain).map(|(n, _)| n.clone())
     }

@@ -110,6 +110,47 @@ fn metrics_ready_and_live_move_with_the_daemon() {
         body.contains("mailconfd_certificates{state=\"valid\"} 4")
             && body.contains("mailconfd_certificate_expiry_seconds{domain=\"example.com\"}")
     });
+    // Traffic: a document over HTTP, one over HTTPS, an unknown-SNI handshake.
+    {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.write_all(b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let ca = dir.path().join("state/local-ca.pem");
+    let curl = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "--http2", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("autoconfig.example.com:{https}:127.0.0.1"))
+        .arg(format!(
+            "https://autoconfig.example.com:{https}/mail/config-v1.1.xml"
+        ))
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{curl:?}");
+    let _ = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{https}"),
+            "-servername",
+            "nope.invalid",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eventually("request and handshake counters", || {
+        let body = get(metrics, "/metrics").1;
+        body.contains("mailconfd_http_requests_total{format=\"thunderbird\",status=\"2xx\",transport=\"http\",version=\"h1\"} 1")
+            && body.contains("mailconfd_http_requests_total{format=\"thunderbird\",status=\"2xx\",transport=\"https\",version=\"h2\"} 1")
+            && body.contains("mailconfd_tls_handshakes_total{result=\"ok\",version=\"tls1_3\"} 1")
+            && body.contains("mailconfd_tls_handshakes_total{result=\"unknown_sni\",version=\"none\"} 1")
+            && body.contains("mailconfd_http_request_duration_seconds_count{format=\"thunderbird\"} 2")
+            && body.contains("mailconfd_acme_orders_total{result=\"ok\"} 5")
+    });
     let (status, body) = get(metrics, "/metrics");
     assert_eq!(status, 200);
     assert!(body.ends_with("# EOF\n"), "{body}");
