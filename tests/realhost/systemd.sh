@@ -160,6 +160,14 @@ wait_until 10 bash -c "[[ \"\$(nsenter -t $cpid -a -- systemctl show -p StatusTe
   || die "STATUS= never showed the certificate"
 echo "STATUS= $(inside systemctl show -p StatusText --value mailconfd)"
 
+step "watchdog: pings arrive"
+# WatchdogSec=30s: the daemon pings at half of it while its accept loops beat.
+watchdog=$(inside systemctl show -p WatchdogUSec --value mailconfd)
+[ "$watchdog" = 30s ] || die "WatchdogUSec is '$watchdog', want 30s"
+pinged() { [ "$(nsenter -t "$cpid" -a -- systemctl show -p WatchdogTimestampMonotonic --value mailconfd)" != 0 ]; }
+wait_until 20 pinged || die "no watchdog ping within 20 s"
+echo "watchdog 30 s; last ping at $(inside systemctl show -p WatchdogTimestamp --value mailconfd)"
+
 step "reload: an edited config applies, same MainPID"
 pid_before=$(inside systemctl show -p MainPID --value mailconfd)
 sed -i 's/domains = \["example.com"\]/domains = ["example.com", "example.net"]/' "$work/root/etc/mailconfd/mailconfd.toml"
@@ -224,10 +232,11 @@ echo "$props (stop took ${stop_secs} s)"
 
 step "the journal: lifecycle lines, no addresses"
 inside journalctl -u mailconfd --no-pager -o cat >"$work/journal.txt"
-for line in listening ready 'config reloaded' 'reload refused' 'reload failed' 'shutting down' stopped; do
+for line in listening ready 'systemd watchdog enabled' 'config reloaded' 'reload refused' 'reload failed' 'shutting down' stopped; do
   grep -q "$line" "$work/journal.txt" || die "journal lacks '$line'"
 done
 if grep -n 'alice' "$work/journal.txt"; then die "an address in the journal"; fi
+if grep -n -i 'watchdog timeout' "$work/journal.txt"; then die "the watchdog fired"; fi
 echo "journal: $(wc -l <"$work/journal.txt") lines, lifecycle present, no address"
 
 step "systemd-analyze security inside the booted system (must be <= 2.0)"
