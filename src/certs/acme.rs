@@ -39,6 +39,8 @@ pub struct AcmeIssuer {
     ari_supported: AtomicBool,
     /// Counts the CA's answers by status class when set.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The CA's latest Retry-After, honoured when an order is rateLimited.
+    retry_after: Arc<http::RetryAfter>,
 }
 
 impl AcmeIssuer {
@@ -56,6 +58,7 @@ impl AcmeIssuer {
             account: tokio::sync::Mutex::new(None),
             ari_supported: AtomicBool::new(true),
             metrics: None,
+            retry_after: Arc::default(),
         }
     }
 
@@ -67,9 +70,12 @@ impl AcmeIssuer {
     }
 
     fn builder(&self) -> Result<instant_acme::AccountBuilder, IssueError> {
-        let client =
-            http::CountingClient::new(self.config.ca_file.as_deref(), self.metrics.clone())
-                .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))?;
+        let client = http::CountingClient::new(
+            self.config.ca_file.as_deref(),
+            self.metrics.clone(),
+            self.retry_after.clone(),
+        )
+        .map_err(|e| IssueError::new(format!("setting up the ACME client: {e}")))?;
         Ok(Account::builder_with_http(Box::new(client)))
     }
 
@@ -347,6 +353,14 @@ impl Issuer for AcmeIssuer {
                     Err(e) if e.transient && attempt < MAX_ORDER_ATTEMPTS => {
                         tracing::debug!(error = %e.message, attempt, "transient ACME error; ordering again");
                         attempt += 1;
+                    }
+                    Err(mut e) if e.retry_after_secs.is_some() => {
+                        // rateLimited: the header, when the CA sent one, over
+                        // the detail text (both bounded the same way).
+                        if let Some(secs) = self.retry_after.take_recent(super::unix_now()) {
+                            e.retry_after_secs = Some(errors::bound_rate_limited_wait(secs));
+                        }
+                        return Err(e);
                     }
                     result => return result,
                 }

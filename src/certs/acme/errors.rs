@@ -45,8 +45,9 @@ pub(super) fn is_bad_nonce(p: &instant_acme::Problem) -> bool {
 }
 
 /// How long a rateLimited answer asks us to wait, bounded. instant-acme
-/// keeps no headers of an error response, so the Retry-After header is out
-/// of reach; Let's Encrypt repeats it in the detail ("..., retry after
+/// keeps no headers of an error response (our HTTP client keeps the
+/// Retry-After header itself, see `http::RetryAfter`, which wins when it was
+/// sent); Let's Encrypt repeats it in the detail ("..., retry after
 /// 2025-05-07 15:11:29 UTC: see https://letsencrypt.org/docs/rate-limits/"),
 /// which is read here. Without one, an hour.
 pub(super) fn rate_limited_wait(detail: Option<&str>, now: i64) -> u64 {
@@ -81,6 +82,11 @@ pub(super) fn rate_limited_wait(detail: Option<&str>, now: i64) -> u64 {
         }
         None => RATE_LIMITED_WAIT_SECS,
     }
+}
+
+/// A wait the CA asked for, kept between a minute and a week.
+pub(super) fn bound_rate_limited_wait(secs: u64) -> u64 {
+    secs.clamp(RATE_LIMITED_MIN_WAIT_SECS, RATE_LIMITED_MAX_WAIT_SECS)
 }
 
 pub(super) fn acme_error(e: instant_acme::Error) -> IssueError {

@@ -25,6 +25,43 @@ type Inner = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrappe
 pub(super) struct CountingClient {
     inner: Inner,
     metrics: Option<Arc<Metrics>>,
+    retry_after: Arc<RetryAfter>,
+}
+
+/// The CA's latest `Retry-After` (RFC 9110 §10.2.3) on a 429 or 503:
+/// instant-acme drops an error response's headers, so the client keeps it
+/// for the issuer to honour when the order fails with rateLimited.
+#[derive(Debug, Default)]
+pub(super) struct RetryAfter(std::sync::Mutex<Option<(i64, i64)>>);
+
+impl RetryAfter {
+    fn record(&self, until: i64, now: i64) {
+        *self.0.lock().expect("never poisoned: no panics while held") = Some((now, until));
+    }
+
+    /// Seconds still to wait from a header seen within the last minute.
+    pub(super) fn take_recent(&self, now: i64) -> Option<u64> {
+        let seen = self
+            .0
+            .lock()
+            .expect("never poisoned: no panics while held")
+            .take();
+        let (_, until) = seen.filter(|(at, _)| now - at <= 60)?;
+        Some(until.saturating_sub(now).max(0) as u64)
+    }
+}
+
+/// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`, as
+/// the unix time it names.
+pub(super) fn parse_retry_after(value: &str, now: i64) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u32>() {
+        return Some(now + i64::from(secs));
+    }
+    let rfc2822 = value.replace(" GMT", " +0000");
+    time::OffsetDateTime::parse(&rfc2822, &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 impl CountingClient {
@@ -33,6 +70,7 @@ impl CountingClient {
     pub(super) fn new(
         ca_file: Option<&Path>,
         metrics: Option<Arc<Metrics>>,
+        retry_after: Arc<RetryAfter>,
     ) -> Result<CountingClient, String> {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match ca_file {
@@ -58,7 +96,11 @@ impl CountingClient {
         };
         let inner = HyperClient::builder(TokioExecutor::new())
             .build(builder.https_only().enable_http1().enable_http2().build());
-        Ok(CountingClient { inner, metrics })
+        Ok(CountingClient {
+            inner,
+            metrics,
+            retry_after,
+        })
     }
 }
 
@@ -69,8 +111,18 @@ impl HttpClient for CountingClient {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
         let answer = HttpClient::request(&self.inner, req);
         let metrics = self.metrics.clone();
+        let retry_after = self.retry_after.clone();
         Box::pin(async move {
             let answer = answer.await;
+            if let Ok(rsp) = &answer
+                && matches!(rsp.parts.status.as_u16(), 429 | 503)
+                && let Some(value) = rsp.parts.headers.get(http::header::RETRY_AFTER)
+            {
+                let now = crate::certs::unix_now();
+                if let Some(until) = value.to_str().ok().and_then(|v| parse_retry_after(v, now)) {
+                    retry_after.record(until, now);
+                }
+            }
             if let (Some(m), Ok(rsp)) = (&metrics, &answer) {
                 m.acme_http_requests
                     .get_or_create(&StatusLabels {
@@ -80,5 +132,30 @@ impl HttpClient for CountingClient {
             }
             answer
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("120", 1_000), Some(1_120));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0),
+            Some(1_445_412_480)
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+        let r = RetryAfter::default();
+        r.record(1_600, 1_000);
+        assert_eq!(r.take_recent(1_010), Some(590));
+        assert_eq!(r.take_recent(1_010), None, "taken once");
+        r.record(1_600, 1_000);
+        assert_eq!(
+            r.take_recent(1_100),
+            None,
+            "too old to belong to this order"
+        );
     }
 }
