@@ -138,7 +138,7 @@ domains = ["good.test", "broken.test"]
         &config,
         "good.test",
         &format!(
-            "autoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\nmail2 IN A {STARTTLS_IP}\n"
+            "@ IN CAA 0 issue \"letsencrypt.org\"\nautoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\nmail2 IN A {STARTTLS_IP}\n"
         ),
         |l| Some(l.to_owned()),
     );
@@ -148,7 +148,7 @@ domains = ["good.test", "broken.test"]
         // autoconfig points where nothing listens; mta-sts and mail2 are
         // missing; mail reaches a server whose certificate names other hosts.
         &format!(
-            "autoconfig IN A {NOTHING_IP}\nautodiscover IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
+            "@ IN CAA 0 issue \"pki.goog\"\nautoconfig IN A {NOTHING_IP}\nautodiscover IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
         ),
         |l| {
             if l.starts_with("_imaps._tcp.") {
@@ -368,5 +368,60 @@ domains = ["good.test", "broken.test"]
             .iter()
             .any(|f| f["status"] == "fail" && f["domain"] == "good.test"),
         "{dump}"
+    );
+
+    // CAA is checked for the CA in use: the same zones under an ACME config
+    // for Let's Encrypt (no daemon needed for this part of the report).
+    let acme_config = d.join("acme.toml");
+    std::fs::write(
+        &acme_config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("mode = \"local\"", "mode = \"acme\"\n[acme]\ndirectory = \"letsencrypt\"\ncontact = [\"mailto:postmaster@good.test\"]"),
+    )
+    .unwrap();
+    let caa = |domain: &str| -> Vec<serde_json::Value> {
+        let out = mailconfd(&[
+            "doctor",
+            "-c",
+            acme_config.to_str().unwrap(),
+            "--resolver",
+            "127.8.0.3:53",
+            "--domain",
+            domain,
+            "--json",
+        ]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["area"] == "caa")
+            .cloned()
+            .collect()
+    };
+    let good_caa = caa("good.test");
+    assert!(!good_caa.is_empty());
+    assert!(
+        good_caa.iter().all(|f| f["status"] == "ok"
+            && f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("allows letsencrypt.org")),
+        "{good_caa:?}"
+    );
+    let broken_caa = caa("broken.test");
+    assert!(
+        broken_caa.iter().any(|f| f["status"] == "fail"
+            && f["subject"] == "autoconfig.broken.test"
+            && f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("letsencrypt.org may not issue")
+            && f["fix"]
+                .as_str()
+                .unwrap()
+                .contains("CAA 0 issue \"letsencrypt.org\"")),
+        "{broken_caa:?}"
     );
 }
