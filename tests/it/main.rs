@@ -18,6 +18,7 @@ mod pebble;
 mod pim_discovery;
 mod service_manager;
 mod sources;
+mod sources_acme;
 mod support;
 mod thunderbird;
 mod users;
