@@ -63,8 +63,39 @@ impl Provider {
     /// The provider as `values`' user sees it: their hosts and login name
     /// in place of the defaults, their name where formats show one. Call it
     /// with [`UserValues::sanitized`] values.
+    ///
+    /// The copy carries no domain list: renderers get the asked domain on
+    /// its own, and a hoster's list (100,000 domains) must not be copied per
+    /// request.
     pub fn for_user(&self, values: &UserValues) -> Provider {
-        let mut p = self.clone();
+        // Destructured so that a new field is a compile error here, not a
+        // silently missing value.
+        let Provider {
+            id,
+            name,
+            short_name,
+            domains: _,
+            servers,
+            mta_sts,
+            logo_url,
+            support,
+            oauth2,
+            publish_pacc,
+            user_display_name: _,
+        } = self;
+        let mut p = Provider {
+            id: id.clone(),
+            name: name.clone(),
+            short_name: short_name.clone(),
+            domains: Vec::new(),
+            servers: servers.clone(),
+            mta_sts: mta_sts.clone(),
+            logo_url: logo_url.clone(),
+            support: support.clone(),
+            oauth2: oauth2.clone(),
+            publish_pacc: *publish_pacc,
+            user_display_name: None,
+        };
         for s in &mut p.servers {
             let host = match s.kind {
                 ServerKind::Imap => values.imap_host.as_ref(),
