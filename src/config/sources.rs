@@ -79,6 +79,35 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `sql = "..."` of a domain or user source: a scheme sqlx knows, and a
+/// warning when the URL itself holds a password.
+pub(super) fn check_sql_url(key: &str, url: &str, p: &mut Problems) {
+    const SCHEMES: [&str; 5] = [
+        "postgres://",
+        "postgresql://",
+        "mysql://",
+        "mariadb://",
+        "sqlite:",
+    ];
+    if !SCHEMES.iter().any(|s| url.starts_with(s)) {
+        p.error(
+            key,
+            "must be a postgresql://, mysql://, mariadb:// or sqlite: URL",
+        );
+    }
+    if redact_url(url) != url {
+        p.warn(
+            key,
+            "the URL holds a password in this world-readable file: use password_file (or a systemd credential) instead",
+        );
+    }
+}
+
+/// The URL as sqlx's `Any` driver takes it (MariaDB speaks MySQL's protocol).
+pub(super) fn sqlx_url(url: &str) -> String {
+    url.replacen("mariadb://", "mysql://", 1)
+}
+
 pub(super) fn domain_source(
     key: &str,
     provider: usize,
@@ -116,30 +145,10 @@ pub(super) fn domain_source(
             path: PathBuf::from(nonempty("file", Some(path), p)?),
         }
     } else if let Some(url) = raw.sql {
-        let scheme_ok = [
-            "postgres://",
-            "postgresql://",
-            "mysql://",
-            "mariadb://",
-            "sqlite:",
-        ]
-        .iter()
-        .any(|s| url.starts_with(s));
-        if !scheme_ok {
-            p.error(
-                format!("{key}.sql"),
-                "must be a postgresql://, mysql://, mariadb:// or sqlite: URL",
-            );
-        }
-        if redact_url(&url) != url {
-            p.warn(
-                format!("{key}.sql"),
-                "the URL holds a password in this world-readable file: use password_file (or a systemd credential) instead",
-            );
-        }
+        check_sql_url(&format!("{key}.sql"), &url, p);
         let query = nonempty("query", raw.query, p)?;
         SourceKind::Sql {
-            url: url.replacen("mariadb://", "mysql://", 1),
+            url: sqlx_url(&url),
             password_file: raw.password_file.map(PathBuf::from),
             query,
         }

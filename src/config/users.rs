@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::raw::RawUserSource;
-use super::sources::redact_url;
+use super::sources::{check_sql_url, redact_url, sqlx_url};
 use super::validate::Problems;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,27 +78,7 @@ pub(super) fn user_source(
             }
         }
         (None, Some(url)) => {
-            let scheme_ok = [
-                "postgres://",
-                "postgresql://",
-                "mysql://",
-                "mariadb://",
-                "sqlite:",
-            ]
-            .iter()
-            .any(|s| url.starts_with(s));
-            if !scheme_ok {
-                p.error(
-                    format!("{key}.sql"),
-                    "must be a postgresql://, mysql://, mariadb:// or sqlite: URL",
-                );
-            }
-            if redact_url(&url) != url {
-                p.warn(
-                    format!("{key}.sql"),
-                    "the URL holds a password in this world-readable file: use password_file (or a systemd credential) instead",
-                );
-            }
+            check_sql_url(&format!("{key}.sql"), &url, p);
             let Some(query) = raw.query.filter(|q| !q.trim().is_empty()) else {
                 p.error(
                     format!("{key}.query"),
@@ -107,7 +87,7 @@ pub(super) fn user_source(
                 return None;
             };
             UserSourceKind::Sql {
-                url: url.replacen("mariadb://", "mysql://", 1),
+                url: sqlx_url(&url),
                 password_file: raw.password_file.map(PathBuf::from),
                 query,
             }
