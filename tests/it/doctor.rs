@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::require_program;
+use crate::pebble::free_tcp_port;
+use crate::support::{eventually, is_root, require_program};
 
 const DAEMON_IP: &str = "127.8.0.1";
 const MAIL_IP: &str = "127.8.0.2";
@@ -28,18 +29,6 @@ impl Drop for Killed {
             let _ = c.wait();
         }
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn mailconfd(args: &[&str]) -> std::process::Output {
@@ -65,17 +54,6 @@ fn zone(config: &Path, domain: &str, extra: &str, edit: impl Fn(&str) -> Option<
     )
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} within 15 s");
-}
-
 #[test]
 fn doctor_names_every_breakage_against_real_dns_https_and_tls() {
     if !is_root() {
@@ -92,7 +70,7 @@ fn doctor_names_every_breakage_against_real_dns_https_and_tls() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let http_port = free_port();
+    let http_port = free_tcp_port();
     let config = d.join("mailconfd.toml");
     std::fs::write(
         &config,
@@ -259,13 +237,13 @@ domains = ["good.test", "broken.test"]
             .unwrap(),
     );
     let ca_file = d.join("trusted.pem");
-    wait_for("the local CA", || d.join("state/local-ca.pem").exists());
+    eventually("the local CA", || d.join("state/local-ca.pem").exists());
     std::fs::write(
         &ca_file,
         std::fs::read_to_string(d.join("state/local-ca.pem")).unwrap() + &ca.pem(),
     )
     .unwrap();
-    wait_for("NSD and the TLS listeners", || {
+    eventually("NSD and the TLS listeners", || {
         std::net::TcpStream::connect((MAIL_IP, 993)).is_ok()
             && std::net::TcpStream::connect((MAIL_IP, 465)).is_ok()
             && std::net::TcpStream::connect((DNS_IP, 53)).is_ok()

@@ -1,14 +1,10 @@
 //! The operators' listener of the real binary: /metrics, /ready, /live.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::CONFIG;
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use crate::pebble::free_tcp_port;
+use crate::support::{CONFIG, eventually};
 
 /// (status, body) of a GET on 127.0.0.1:`port`.
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -30,18 +26,10 @@ fn get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within 15 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn metrics_ready_and_live_move_with_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let (http, https, metrics) = (free_port(), free_port(), free_port());
+    let (http, https, metrics) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
     let config = dir.path().join("mailconfd.toml");
     let text = CONFIG
         .replace(

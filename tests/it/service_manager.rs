@@ -7,6 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::pebble::free_tcp_port;
 use crate::support::CONFIG;
 
 struct Served {
@@ -17,14 +18,9 @@ struct Served {
     notify: UnixDatagram,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_tcp_port();
     let config = dir.path().join("mailconfd.toml");
     std::fs::write(
         &config,
@@ -218,7 +214,7 @@ fn daemon_refusal_after_a_bare_sighup_is_recorded() {
 #[test]
 fn health_ready_requires_a_certificate_for_every_domain() {
     let dir = tempfile::tempdir().unwrap();
-    let (http, https) = (free_port(), free_port());
+    let (http, https) = (free_tcp_port(), free_tcp_port());
     let config = dir.path().join("mailconfd.toml");
     let text = CONFIG
         .replace(

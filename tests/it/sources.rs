@@ -5,14 +5,10 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{CONFIG, Postgres, require_program};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use crate::pebble::free_tcp_port;
+use crate::support::{CONFIG, Postgres, eventually, is_root, require_program};
 
 struct Daemon {
     child: Child,
@@ -30,7 +26,7 @@ impl Daemon {
     /// Serves `source` (a `[provider.domains_from]` body) for a hoster
     /// provider next to CONFIG's own, plain HTTP, state in `state`.
     fn start(dir: &Path, source: &str) -> Daemon {
-        let port = free_port();
+        let port = free_tcp_port();
         let config = dir.join("mailconfd.toml");
         let text = CONFIG
             .replace(
@@ -83,14 +79,6 @@ name = "Hoster"
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
         text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
-    }
-}
-
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -152,13 +140,6 @@ const POSTFIXADMIN_TABLE: &str = "CREATE TABLE domain (domain VARCHAR(255) PRIMA
      INSERT INTO domain VALUES ('ALL', 1), ('pg-one.example', 1), ('pg-two.example', 1), ('pg-off.example', 0);";
 const POSTFIXADMIN_QUERY: &str =
     "SELECT domain FROM domain WHERE active = 1 AND domain <> 'ALL' ORDER BY domain";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
@@ -225,7 +206,7 @@ fn mariadb_source_follows_the_domain_table() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("mariadb");
     let socket = dir.path().join("mariadb.sock");
-    let port = free_port();
+    let port = free_tcp_port();
     run(Command::new("mariadb-install-db")
         .args([
             "--user=root",

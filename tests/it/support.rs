@@ -336,11 +336,7 @@ impl Postgres {
             eprintln!("SKIPPED: PostgreSQL server not installed (apt-get install postgresql)");
             return None;
         };
-        let root = std::fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-        if !root {
+        if !is_root() {
             assert!(std::env::var_os("CI").is_none(), "CI must run as root");
             eprintln!("SKIPPED: PostgreSQL tests run initdb as the postgres user (needs root)");
             return None;
@@ -353,10 +349,7 @@ impl Postgres {
         };
         run(Command::new("chown").arg("postgres:postgres").arg(&pg));
         run(Command::new("chmod").arg("0755").arg(dir));
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = crate::pebble::free_tcp_port();
         let data = pg.join("data");
         run(Command::new("runuser")
             .args(["-u", "postgres", "--"])
@@ -418,4 +411,21 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Polls `ok` until it holds; panics naming `what` after 20 s.
+pub fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "{what} within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the tests run as root (real servers that need it skip otherwise).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }

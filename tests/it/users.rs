@@ -5,22 +5,10 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::Postgres;
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use crate::pebble::free_tcp_port;
+use crate::support::{Postgres, eventually};
 
 const PROVIDER: &str = r#"
 [[provider]]
@@ -141,7 +129,7 @@ fn map_file_users_get_their_own_values_and_others_the_defaults() {
         "[\"alice@example.com\"]\nlogin_name = \"u1001\"\ndisplay_name = \"Alice <Liddell>\"\nimap_host = \"imap7.example.com\"\n",
     )
     .unwrap();
-    let port = free_port();
+    let port = free_tcp_port();
     let cfg = config(
         dir.path(),
         port,
@@ -183,7 +171,7 @@ fn postgresql_users_bound_as_parameters_and_a_dead_database_serves_defaults() {
          INSERT INTO mailbox VALUES ('alice@example.com', 'u1001', 'Alice', 'imap7.example.com', NULL),\
                                     ('carol@example.com', 'u1003', 'Carol', NULL, 'smtp3.example.com');",
     );
-    let port = free_port();
+    let port = free_tcp_port();
     let cfg = config(
         dir.path(),
         port,
