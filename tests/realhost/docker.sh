@@ -65,25 +65,7 @@ echo "$meta"
 [[ $meta == *'"/var/lib/mailconfd":{}'* ]] || die "no state volume"
 
 mkdir -p "$work/config"
-cat >"$work/config/mailconfd.toml" <<'TOML'
-[server]
-http_listen = ["127.0.0.1:80"]
-https_listen = ["127.0.0.1:443"]
-
-[tls]
-mode = "local"
-
-[[provider]]
-id = "example.com"
-name = "Example Mail"
-domains = ["example.com"]
-  [[provider.server]]
-  type = "imap"
-  host = "mail.example.com"
-  [[provider.server]]
-  type = "smtp"
-  host = "mail.example.com"
-TOML
+local_ca_config >"$work/config/mailconfd.toml"
 chmod 0755 "$work/config"
 chmod 0644 "$work/config/mailconfd.toml"
 

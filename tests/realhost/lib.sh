@@ -80,3 +80,27 @@ has() {
   input=$(cat)
   grep -q "$@" <<<"$input"
 }
+
+# The config both tests serve: the local CA (no DNS, no public CA) on ports
+# 80 and 443 of the container's own network, one domain.
+local_ca_config() {
+  cat <<'TOML'
+[server]
+http_listen = ["127.0.0.1:80"]
+https_listen = ["127.0.0.1:443"]
+
+[tls]
+mode = "local"
+
+[[provider]]
+id = "example.com"
+name = "Example Mail"
+domains = ["example.com"]
+  [[provider.server]]
+  type = "imap"
+  host = "mail.example.com"
+  [[provider.server]]
+  type = "smtp"
+  host = "mail.example.com"
+TOML
+}

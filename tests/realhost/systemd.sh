@@ -86,25 +86,7 @@ if [ "$(inside systemctl is-system-running || true)" = degraded ]; then inside s
 
 # The config a user writes with sudoedit: the local CA (no DNS, no public CA),
 # on the container's own ports 80 and 443.
-cat >"$work/root/home/admin/mailconfd.toml" <<'TOML'
-[server]
-http_listen = ["127.0.0.1:80"]
-https_listen = ["127.0.0.1:443"]
-
-[tls]
-mode = "local"
-
-[[provider]]
-id = "example.com"
-name = "Example Mail"
-domains = ["example.com"]
-  [[provider.server]]
-  type = "imap"
-  host = "mail.example.com"
-  [[provider.server]]
-  type = "smtp"
-  host = "mail.example.com"
-TOML
+local_ca_config >"$work/root/home/admin/mailconfd.toml"
 printf '#!/bin/sh\ncat /home/admin/mailconfd.toml >"$1"\n' >"$work/root/usr/local/bin/write-test-config"
 chmod 0755 "$work/root/usr/local/bin/write-test-config"
 
