@@ -195,20 +195,30 @@ fn count_request(
     elapsed: std::time::Duration,
 ) {
     use crate::metrics::{Format, FormatLabels, RequestLabels, StatusClass, Transport, Version};
-    let p = path.to_ascii_lowercase();
-    let format = if p.ends_with("/mail/config-v1.1.xml") {
+    // Compared without case and without a lower-cased copy of every path.
+    let starts = |prefix: &str| {
+        path.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    let ends = |suffix: &str| {
+        path.len() >= suffix.len()
+            && path
+                .get(path.len() - suffix.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+    };
+    let format = if ends("/mail/config-v1.1.xml") {
         Format::thunderbird
-    } else if p == "/autodiscover/autodiscover.xml" {
+    } else if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
         Format::autodiscover_pox
-    } else if p.starts_with("/autodiscover/autodiscover.json") {
+    } else if starts("/autodiscover/autodiscover.json") {
         Format::autodiscover_json
-    } else if p.starts_with("/mobileconfig") {
+    } else if starts("/mobileconfig") {
         Format::mobileconfig
-    } else if p == "/.well-known/mta-sts.txt" {
+    } else if path.eq_ignore_ascii_case("/.well-known/mta-sts.txt") {
         Format::mta_sts
-    } else if p.starts_with("/.well-known/acme-challenge/") {
+    } else if starts("/.well-known/acme-challenge/") {
         Format::acme_challenge
-    } else if p == "/" {
+    } else if path == "/" {
         Format::page
     } else {
         Format::other
