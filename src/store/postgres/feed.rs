@@ -26,6 +26,8 @@ pub struct Feed {
     pub pool: PgPool,
     pub node: String,
     pub tx: mpsc::Sender<String>,
+    /// The poll doubles as the database's heartbeat while the node is idle.
+    pub health: std::sync::Arc<super::Health>,
 }
 
 impl Feed {
@@ -58,7 +60,9 @@ impl Feed {
                     }
                 },
                 _ = poll.tick() => {
-                    match self.poll(newest).await {
+                    let polled = self.poll(newest).await;
+                    self.health.note(polled.is_ok());
+                    match polled {
                         Ok((rows, seen)) => {
                             newest = seen.or(newest);
                             for domain in rows {

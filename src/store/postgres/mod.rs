@@ -57,9 +57,29 @@ pub struct PostgresStore {
     node: String,
     lease_secs: u64,
     cipher: Option<Arc<Cipher>>,
-    cache: SledStore,
+    /// This node's copy (absent for one-shot commands, which must not
+    /// fight the running daemon for its lock).
+    cache: Option<SledStore>,
     schema_ready: AtomicBool,
+    health: Arc<Health>,
+}
+
+/// Whether the database answers, as the last call (or the feed's poll) saw.
+pub(crate) struct Health {
+    url: String,
     up: watch::Sender<bool>,
+}
+
+impl Health {
+    /// Logs the database going away and coming back, once each.
+    pub(crate) fn note(&self, ok: bool) {
+        let was = self.up.send_replace(ok);
+        if was && !ok {
+            tracing::warn!(url = %self.url, "shared state database unreachable: serving from memory and the local copy, retrying");
+        } else if !was && ok {
+            tracing::info!(url = %self.url, "shared state database reachable again");
+        }
+    }
 }
 
 impl PostgresStore {
@@ -73,6 +93,19 @@ impl PostgresStore {
     /// Bad password or key file, the cache cannot be opened, or the database
     /// is unreachable and nothing is cached.
     pub fn open(settings: &PostgresState, state_dir: &Path) -> anyhow::Result<PostgresStore> {
+        PostgresStore::open_with(settings, Some(state_dir))
+    }
+
+    /// For one-shot commands (`state export`, `certs`): no local cache, and
+    /// an unreachable database is an error.
+    ///
+    /// # Errors
+    /// As `open`.
+    pub fn open_uncached(settings: &PostgresState) -> anyhow::Result<PostgresStore> {
+        PostgresStore::open_with(settings, None)
+    }
+
+    fn open_with(settings: &PostgresState, state_dir: Option<&Path>) -> anyhow::Result<PostgresStore> {
         let cipher = match &settings.encryption_key_file {
             Some(path) => Some(Arc::new(Cipher::from_file(path).map_err(anyhow::Error::msg)?)),
             None => None,
@@ -98,7 +131,7 @@ impl PostgresStore {
                 .acquire_timeout(OP_TIMEOUT)
                 .connect_lazy_with(options)
         };
-        let cache = SledStore::open_cache(state_dir)?;
+        let cache = state_dir.map(SledStore::open_cache).transpose()?;
         let store = PostgresStore {
             runtime: Some(runtime),
             pool,
@@ -108,19 +141,26 @@ impl PostgresStore {
             cipher,
             cache,
             schema_ready: AtomicBool::new(false),
-            up: watch::channel(true).0,
+            health: Arc::new(Health {
+                url: settings.describe(),
+                up: watch::channel(true).0,
+            }),
         };
         match store.ensure_schema() {
             Ok(()) => {
                 tracing::info!(url = %store.url, node = %store.node, schema = schema::CURRENT, "shared state database ready");
             }
             Err(e) => {
-                let cached = store.cache.dump().map(|d| d.certs.len()).unwrap_or(0);
+                let cached = store
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.dump().ok())
+                    .map_or(0, |d| d.certs.len());
                 if cached == 0 {
                     anyhow::bail!(
-                        "state.url {}: {e}; no local copy in {} to serve from meanwhile, so not starting",
+                        "state.url {}: {e}; no local copy{} to serve from meanwhile",
                         store.url,
-                        state_dir.join("cache").display()
+                        state_dir.map_or(String::new(), |d| format!(" in {}", d.join("cache").display()))
                     );
                 }
                 tracing::warn!(url = %store.url, cached, error = %e, "shared state database unreachable at start; serving this node's local copy until it returns");
@@ -136,7 +176,7 @@ impl PostgresStore {
 
     /// True while the database answers; changes are logged once each way.
     pub fn up(&self) -> watch::Receiver<bool> {
-        self.up.subscribe()
+        self.health.up.subscribe()
     }
 
     /// Domains whose certificate another node stored, as they are stored
@@ -147,6 +187,7 @@ impl PostgresStore {
             pool: self.pool.clone(),
             node: self.node.clone(),
             tx,
+            health: self.health.clone(),
         };
         self.runtime().spawn(feed.run());
         rx
@@ -176,21 +217,11 @@ impl PostgresStore {
             Ok(Err(_)) => Err(format!("no answer within {} s", OP_TIMEOUT.as_secs())),
             Err(_) => Err("the store's runtime stopped".to_owned()),
         };
-        self.note(outcome.is_ok());
+        self.health.note(outcome.is_ok());
         outcome.map_err(|reason| StoreError::Unavailable {
             url: self.url.clone(),
             reason,
         })
-    }
-
-    /// Logs the database going away and coming back, once each.
-    fn note(&self, ok: bool) {
-        let was = self.up.send_replace(ok);
-        if was && !ok {
-            tracing::warn!(url = %self.url, "shared state database unreachable: serving from memory and the local copy, retrying");
-        } else if !was && ok {
-            tracing::info!(url = %self.url, "shared state database reachable again");
-        }
     }
 
     /// Migrates once per process (again after a failure).
@@ -213,13 +244,15 @@ impl PostgresStore {
         keep: impl FnOnce(&SledStore, &T),
         cached: impl FnOnce(&SledStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match self.ensure_schema().and_then(|()| read()) {
-            Ok(value) => {
-                keep(&self.cache, &value);
+        match (self.ensure_schema().and_then(|()| read()), &self.cache) {
+            (Ok(value), cache) => {
+                if let Some(cache) = cache {
+                    keep(cache, &value);
+                }
                 Ok(value)
             }
-            Err(StoreError::Unavailable { .. }) => cached(&self.cache),
-            Err(e) => Err(e),
+            (Err(StoreError::Unavailable { .. }), Some(cache)) => cached(cache),
+            (Err(e), _) => Err(e),
         }
     }
 
@@ -332,7 +365,7 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.put_account(directory_url, credentials);
+        let _ = self.cache.as_ref().map(|c| c.put_account(directory_url, credentials));
         Ok(())
     }
 
@@ -380,7 +413,7 @@ impl Store for PostgresStore {
                 .await?;
             tx.commit().await
         })?;
-        let _ = self.cache.put_cert(domain, record);
+        let _ = self.cache.as_ref().map(|c| c.put_cert(domain, record));
         Ok(())
     }
 
@@ -450,7 +483,7 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.put_status(domain, issuer, status);
+        let _ = self.cache.as_ref().map(|c| c.put_status(domain, issuer, status));
         Ok(())
     }
 
@@ -491,13 +524,13 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.put_blob(name, value);
+        let _ = self.cache.as_ref().map(|c| c.put_blob(name, value));
         Ok(())
     }
 
     /// Every write is committed (hence durable) before it returns.
     fn flush(&self) -> Result<(), StoreError> {
-        self.cache.flush()
+        self.cache.as_ref().map_or(Ok(()), SledStore::flush)
     }
 
     fn recover(&self) -> Result<(), StoreError> {
