@@ -214,13 +214,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         listeners.push(Listener { tcp, tls: None });
     }
     if !bound.https.is_empty() {
-        let acceptor: Arc<dyn server::Acceptor> =
-            Arc::new(match &shared_challenges {
-                Some(shared) => TlsAcceptor::new(resolver.clone())
-                    .with_metrics(metrics.clone())
-                    .with_shared_challenges(shared.clone()),
-                None => TlsAcceptor::new(resolver.clone()).with_metrics(metrics.clone()),
-            });
+        let acceptor: Arc<dyn server::Acceptor> = Arc::new(match &shared_challenges {
+            Some(shared) => TlsAcceptor::new(resolver.clone())
+                .with_metrics(metrics.clone())
+                .with_shared_challenges(shared.clone()),
+            None => TlsAcceptor::new(resolver.clone()).with_metrics(metrics.clone()),
+        });
         for tcp in bound.https {
             tracing::info!(listen = %display_addr(&tcp), scheme = "https", "listening");
             listeners.push(Listener {
@@ -569,7 +568,9 @@ fn spawn_store_gauge(
 ) {
     tokio::spawn(async move {
         loop {
-            metrics.state_store_up.set(i64::from(*up.borrow_and_update()));
+            metrics
+                .state_store_up
+                .set(i64::from(*up.borrow_and_update()));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 changed = up.changed() => if changed.is_err() { return },

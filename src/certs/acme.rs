@@ -19,8 +19,8 @@ mod http;
 
 use super::{IssueError, Issued, Issuer, RenewalWindow};
 use crate::config::{AcmeConfig, Challenge, KeyType};
-use crate::store::{CertRecord, ChallengeAnswer, ChallengeKind};
 use crate::store::Store;
+use crate::store::{CertRecord, ChallengeAnswer, ChallengeKind};
 use crate::tls::CertResolver;
 use errors::{acme_error, problem_text, refused_replacement};
 

@@ -480,7 +480,11 @@ impl Manager {
             } => {
                 // Memory only: the store's copy is another node's to write.
                 let status = match status {
-                    Some(s) => self.statuses.entry(domain.to_owned()).insert_entry(s).into_mut(),
+                    Some(s) => self
+                        .statuses
+                        .entry(domain.to_owned())
+                        .insert_entry(s)
+                        .into_mut(),
                     None => self.statuses.entry(domain.to_owned()).or_default(),
                 };
                 status.next_attempt = Some(status.next_attempt.unwrap_or(0).max(until));

@@ -58,7 +58,9 @@ impl SharedChallenges {
                     resolver.clear_alpn_challenge(&n);
                 });
             }
-            Err(e) => tracing::warn!(name = %name, error = %e, "a shared TLS-ALPN-01 answer is unusable"),
+            Err(e) => {
+                tracing::warn!(name = %name, error = %e, "a shared TLS-ALPN-01 answer is unusable")
+            }
         }
     }
 
@@ -88,13 +90,19 @@ impl SharedChallenges {
             || token.is_some_and(|t| {
                 t.is_empty()
                     || t.len() > 128
-                    || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
         {
             return None;
         }
         let permit = self.slots.clone().try_acquire_owned().ok()?;
-        let (store, n, t) = (self.store.clone(), name.to_owned(), token.map(str::to_owned));
+        let (store, n, t) = (
+            self.store.clone(),
+            name.to_owned(),
+            token.map(str::to_owned),
+        );
         let lookup = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             store.challenge(kind, &n, t.as_deref())

@@ -170,7 +170,9 @@ impl Job {
                 let (s, d, i) = (store.clone(), domain.clone(), issuer.clone());
                 match tokio::task::spawn_blocking(move || s.try_lease(&d, &i)).await {
                     Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => tracing::warn!(domain = %domain, "order lease lost to another node (this node was too slow to renew it)"),
+                    Ok(Ok(false)) => {
+                        tracing::warn!(domain = %domain, "order lease lost to another node (this node was too slow to renew it)")
+                    }
                     _ => tracing::debug!(domain = %domain, "renewing the order lease failed"),
                 }
             }

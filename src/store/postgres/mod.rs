@@ -39,7 +39,7 @@ pub use crypt::Cipher;
 
 use super::dump::Dump;
 use super::{
-    ChallengeAnswer, ChallengeKind, CertRecord, DomainStatus, SledStore, Store, StoreError,
+    CertRecord, ChallengeAnswer, ChallengeKind, DomainStatus, SledStore, Store, StoreError,
 };
 use crate::config::state::PostgresState;
 
@@ -105,14 +105,20 @@ impl PostgresStore {
         PostgresStore::open_with(settings, None)
     }
 
-    fn open_with(settings: &PostgresState, state_dir: Option<&Path>) -> anyhow::Result<PostgresStore> {
+    fn open_with(
+        settings: &PostgresState,
+        state_dir: Option<&Path>,
+    ) -> anyhow::Result<PostgresStore> {
         let cipher = match &settings.encryption_key_file {
-            Some(path) => Some(Arc::new(Cipher::from_file(path).map_err(anyhow::Error::msg)?)),
+            Some(path) => Some(Arc::new(
+                Cipher::from_file(path).map_err(anyhow::Error::msg)?,
+            )),
             None => None,
         };
-        let mut options: PgConnectOptions = settings.url.parse().map_err(|e| {
-            anyhow::anyhow!("state.url {}: {e}", settings.describe())
-        })?;
+        let mut options: PgConnectOptions = settings
+            .url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("state.url {}: {e}", settings.describe()))?;
         if let Some(path) = &settings.password_file {
             let password = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("state.password_file {}: {e}", path.display()))?;
@@ -160,7 +166,10 @@ impl PostgresStore {
                     anyhow::bail!(
                         "state.url {}: {e}; no local copy{} to serve from meanwhile",
                         store.url,
-                        state_dir.map_or(String::new(), |d| format!(" in {}", d.join("cache").display()))
+                        state_dir.map_or(String::new(), |d| format!(
+                            " in {}",
+                            d.join("cache").display()
+                        ))
                     );
                 }
                 tracing::warn!(url = %store.url, cached, error = %e, "shared state database unreachable at start; serving this node's local copy until it returns");
@@ -194,9 +203,7 @@ impl PostgresStore {
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives until drop")
+        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 
     /// Runs `op` on this store's runtime with the deadline and waits for it.
@@ -275,7 +282,11 @@ impl PostgresStore {
         }
     }
 
-    fn cert_from_row(&self, domain: &str, row: &sqlx::postgres::PgRow) -> Result<CertRecord, StoreError> {
+    fn cert_from_row(
+        &self,
+        domain: &str,
+        row: &sqlx::postgres::PgRow,
+    ) -> Result<CertRecord, StoreError> {
         let issuer: String = row.get("issuer");
         let key = self.unseal(
             row.get("key"),
@@ -284,9 +295,14 @@ impl PostgresStore {
         )?;
         let names: String = row.get("names");
         Ok(CertRecord {
-            names: names.split(' ').filter(|n| !n.is_empty()).map(str::to_owned).collect(),
-            key_pem: String::from_utf8(key)
-                .map_err(|_| StoreError::Crypto(format!("cert|{domain}|{issuer}: key is not text")))?,
+            names: names
+                .split(' ')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            key_pem: String::from_utf8(key).map_err(|_| {
+                StoreError::Crypto(format!("cert|{domain}|{issuer}: key is not text"))
+            })?,
             chain_pem: row.get("chain_pem"),
             not_before: row.get("not_before"),
             not_after: row.get("not_after"),
@@ -365,7 +381,10 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.as_ref().map(|c| c.put_account(directory_url, credentials));
+        let _ = self
+            .cache
+            .as_ref()
+            .map(|c| c.put_account(directory_url, credentials));
         Ok(())
     }
 
@@ -442,11 +461,13 @@ impl Store for PostgresStore {
         self.read_or_cached(
             || {
                 let text: Option<String> = self.call(move |pool| async move {
-                    sqlx::query_scalar("SELECT status FROM mailconfd_status WHERE domain = $1 AND issuer = $2")
-                        .bind(d)
-                        .bind(i)
-                        .fetch_optional(&pool)
-                        .await
+                    sqlx::query_scalar(
+                        "SELECT status FROM mailconfd_status WHERE domain = $1 AND issuer = $2",
+                    )
+                    .bind(d)
+                    .bind(i)
+                    .fetch_optional(&pool)
+                    .await
                 })?;
                 text.map(|t| {
                     serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
@@ -483,7 +504,10 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.as_ref().map(|c| c.put_status(domain, issuer, status));
+        let _ = self
+            .cache
+            .as_ref()
+            .map(|c| c.put_status(domain, issuer, status));
         Ok(())
     }
 
@@ -497,8 +521,10 @@ impl Store for PostgresStore {
                         .fetch_optional(&pool)
                         .await
                 })?;
-                row.map(|r| self.unseal(r.get("value"), r.get("encrypted"), &format!("blob|{name}")))
-                    .transpose()
+                row.map(|r| {
+                    self.unseal(r.get("value"), r.get("encrypted"), &format!("blob|{name}"))
+                })
+                .transpose()
             },
             |cache, value| {
                 if let Some(v) = value {
@@ -549,16 +575,22 @@ impl Store for PostgresStore {
         })?;
         for r in &accounts {
             let url: String = r.get("directory_url");
-            let plain = self.unseal(r.get("credentials"), r.get("encrypted"), &format!("account|{url}"))?;
+            let plain = self.unseal(
+                r.get("credentials"),
+                r.get("encrypted"),
+                &format!("account|{url}"),
+            )?;
             dump.push_account(&url, &plain);
         }
         for (domain, record) in self.select_certs(None)? {
             dump.certs.push(super::dump::Cert { domain, record });
         }
         let statuses = self.call(|pool| async move {
-            sqlx::query("SELECT domain, issuer, status FROM mailconfd_status ORDER BY domain, issuer")
-                .fetch_all(&pool)
-                .await
+            sqlx::query(
+                "SELECT domain, issuer, status FROM mailconfd_status ORDER BY domain, issuer",
+            )
+            .fetch_all(&pool)
+            .await
         })?;
         for r in &statuses {
             let (domain, issuer, text): (String, String, String) =
@@ -568,7 +600,11 @@ impl Store for PostgresStore {
                 key: format!("{domain}|{issuer}"),
                 source,
             })?;
-            dump.statuses.push(super::dump::Status { domain, issuer, status });
+            dump.statuses.push(super::dump::Status {
+                domain,
+                issuer,
+                status,
+            });
         }
         let blobs = self.call(|pool| async move {
             sqlx::query("SELECT name, value, encrypted FROM mailconfd_blobs ORDER BY name")
@@ -618,12 +654,14 @@ impl Store for PostgresStore {
     fn release_lease(&self, domain: &str, issuer: &str) -> Result<(), StoreError> {
         let (d, i, node) = (domain.to_owned(), issuer.to_owned(), self.node.clone());
         self.call(move |pool| async move {
-            sqlx::query("DELETE FROM mailconfd_leases WHERE domain = $1 AND issuer = $2 AND owner = $3")
-                .bind(d)
-                .bind(i)
-                .bind(node)
-                .execute(&pool)
-                .await
+            sqlx::query(
+                "DELETE FROM mailconfd_leases WHERE domain = $1 AND issuer = $2 AND owner = $3",
+            )
+            .bind(d)
+            .bind(i)
+            .bind(node)
+            .execute(&pool)
+            .await
         })?;
         Ok(())
     }
@@ -680,12 +718,14 @@ impl Store for PostgresStore {
     fn clear_challenge(&self, answer: &ChallengeAnswer) -> Result<(), StoreError> {
         let a = answer.clone();
         self.call(move |pool| async move {
-            sqlx::query("DELETE FROM mailconfd_challenges WHERE kind = $1 AND name = $2 AND token = $3")
-                .bind(a.kind.as_str())
-                .bind(&a.name)
-                .bind(&a.token)
-                .execute(&pool)
-                .await
+            sqlx::query(
+                "DELETE FROM mailconfd_challenges WHERE kind = $1 AND name = $2 AND token = $3",
+            )
+            .bind(a.kind.as_str())
+            .bind(&a.name)
+            .bind(&a.token)
+            .execute(&pool)
+            .await
         })?;
         Ok(())
     }
