@@ -259,4 +259,3 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     }
     Ok(())
 }
-
