@@ -8,8 +8,10 @@
 //! name. Each finding is ok, warn or fail, with the fix.
 //!
 //! Submodules: `records` (what `dns` prints, parsed), `lookup` (DNS through
-//! hickory), `probe` (TLS, HTTPS, STARTTLS), `report` (text and JSON).
+//! hickory), `caa` (the CA in use and the CAA sets), `probe` (TLS, HTTPS,
+//! STARTTLS), `report` (text and JSON).
 
+pub mod caa;
 pub mod lookup;
 pub mod probe;
 pub mod records;
@@ -68,10 +70,13 @@ pub async fn run(config: &Config, opts: &Options) -> Result<Report, String> {
             domains.len()
         );
     }
+    let ca = caa::ca_in_use(config).await;
     let mut mail_servers = BTreeMap::new();
     for (domain, provider) in &domains {
         check_records(&mut report, &dns_client, config, provider, domain).await;
-        check_caa(&mut report, &dns_client, config, domain).await;
+        if let Some(ca) = &ca {
+            caa::check(&mut report, &dns_client, config, ca, domain).await;
+        }
         check_https(
             &mut report,
             &dns_client,
@@ -209,117 +214,6 @@ fn join(v: &[&String]) -> String {
         .join(", ")
 }
 
-/// The CAA issuer domain of the configured ACME directory, when known.
-fn ca_identity(config: &Config) -> Option<&'static str> {
-    let url = config.acme.directory_url.as_str();
-    if url.contains("letsencrypt.org") {
-        Some("letsencrypt.org")
-    } else if url.contains("zerossl.com") {
-        Some("sectigo.com")
-    } else if url.contains("pki.goog") {
-        Some("pki.goog")
-    } else if url.contains("buypass") {
-        Some("buypass.com")
-    } else {
-        None
-    }
-}
-
-/// RFC 8659: the CAA set that governs a name is the first one found walking
-/// from the name up towards the root.
-async fn check_caa(report: &mut Report, dns_client: &Dns, config: &Config, domain: &str) {
-    if config.tls.mode != TlsMode::Acme {
-        return;
-    }
-    let Some(ca) = ca_identity(config) else {
-        report.push(
-            Status::Ok,
-            "caa",
-            domain,
-            domain,
-            format!(
-                "not checked: the CAA name of {} is not known to mailconfd",
-                config.acme.directory_url
-            ),
-            None,
-        );
-        return;
-    };
-    for name in config.names_for_domain(domain) {
-        let mut at = name.clone();
-        let mut governing = None;
-        loop {
-            match dns_client.records(&at, "CAA").await {
-                Answer::Records(r) => {
-                    governing = Some((at.clone(), r));
-                    break;
-                }
-                Answer::None => {}
-                Answer::Failed(e) => {
-                    report.push(
-                        Status::Warn,
-                        "caa",
-                        domain,
-                        &name,
-                        format!("CAA lookup at {at} failed: {e} (the CA refuses to issue when it cannot tell)"),
-                        Some("check that the zone's name servers answer CAA queries".into()),
-                    );
-                    break;
-                }
-            }
-            match at.split_once('.') {
-                Some((_, parent)) if parent.contains('.') => at = parent.to_owned(),
-                _ => break,
-            }
-        }
-        match governing {
-            None => report.push(
-                Status::Ok,
-                "caa",
-                domain,
-                &name,
-                "no CAA record: any CA may issue",
-                None,
-            ),
-            Some((at, caa)) => {
-                let issuers: Vec<String> = caa
-                    .iter()
-                    .filter_map(|r| caa_issuer(r, name.starts_with("*.")))
-                    .collect();
-                if issuers.iter().any(|i| i.eq_ignore_ascii_case(ca)) {
-                    report.push(
-                        Status::Ok,
-                        "caa",
-                        domain,
-                        &name,
-                        format!("CAA at {at} allows {ca}"),
-                        None,
-                    );
-                } else {
-                    report.push(
-                        Status::Fail,
-                        "caa",
-                        domain,
-                        &name,
-                        format!("CAA at {at} allows only {issuers:?}: {ca} may not issue"),
-                        Some(format!("add `{at}. CAA 0 issue \"{ca}\"`")),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// The issuer domain of an `issue` property (`0 issue "letsencrypt.org; ..."`).
-fn caa_issuer(record: &str, wildcard: bool) -> Option<String> {
-    let mut parts = record.splitn(3, char::is_whitespace);
-    let _flags = parts.next()?;
-    let tag = parts.next()?.to_ascii_lowercase();
-    let value = parts.next()?.trim().trim_matches('"');
-    let wanted = if wildcard { "issuewild" } else { "issue" };
-    (tag == wanted).then(|| value.split(';').next().unwrap_or("").trim().to_owned())
-}
-
 /// Each HTTPS name: resolves (to this host), answers with a valid
 /// certificate and this config's document.
 async fn check_https(
@@ -357,7 +251,9 @@ async fn check_https(
                     domain,
                     &name,
                     format!("lookup failed: {e}"),
-                    None,
+                    Some(format!(
+                        "check that the zone's name servers answer for {name} (dig {name} A)"
+                    )),
                 );
                 continue;
             }
@@ -510,7 +406,9 @@ fn collect_mail_servers(
                 domain,
                 host,
                 "the host depends on the user: not checked",
-                None,
+                Some(format!(
+                    "check one user's host by hand: openssl s_client -connect HOST:{port} -servername HOST"
+                )),
             );
             continue;
         }
@@ -556,7 +454,9 @@ async fn check_mail_server(
                 "",
                 subject,
                 format!("lookup failed: {e}"),
-                None,
+                Some(format!(
+                    "check that the zone's name servers answer for {host} (dig {host} A)"
+                )),
             );
             return;
         }
@@ -619,11 +519,14 @@ async fn check_mail_server(
 fn protocol_name(p: MailProtocol, s: Security) -> &'static str {
     match (p, s) {
         (MailProtocol::Imap, Security::Tls) => "IMAP, TLS",
-        (MailProtocol::Imap, _) => "IMAP, STARTTLS",
+        (MailProtocol::Imap, Security::StartTls) => "IMAP, STARTTLS",
+        (MailProtocol::Imap, Security::Plain) => "IMAP, plain",
         (MailProtocol::Pop3, Security::Tls) => "POP3, TLS",
-        (MailProtocol::Pop3, _) => "POP3, STARTTLS",
+        (MailProtocol::Pop3, Security::StartTls) => "POP3, STARTTLS",
+        (MailProtocol::Pop3, Security::Plain) => "POP3, plain",
         (MailProtocol::Smtp, Security::Tls) => "SMTP, TLS",
-        (MailProtocol::Smtp, _) => "SMTP, STARTTLS",
+        (MailProtocol::Smtp, Security::StartTls) => "SMTP, STARTTLS",
+        (MailProtocol::Smtp, Security::Plain) => "SMTP, plain",
     }
 }
 

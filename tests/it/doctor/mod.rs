@@ -7,6 +7,9 @@
 //! named in the report. `named-checkzone` (bind9-utils) checks `dns` output.
 //!
 //! Needs root (ports 53, 443, 465, 993 on 127.8.0.x, which no other test uses).
+//! `with_pebble` runs the daemon with certificates from Pebble on 127.8.1.x.
+
+mod with_pebble;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -20,8 +23,11 @@ const MAIL_IP: &str = "127.8.0.2";
 const DNS_IP: &str = "127.8.0.3";
 const STARTTLS_IP: &str = "127.8.0.4";
 const NOTHING_IP: &str = "127.8.0.9";
+/// Not loopback and not this host's (RFC 5737 documentation range).
+const FOREIGN_IP: &str = "192.0.2.10";
 
-struct Killed(Vec<Child>);
+/// Children killed (and reaped) on drop, so a failing test leaves no listeners.
+pub(crate) struct Killed(pub(crate) Vec<Child>);
 impl Drop for Killed {
     fn drop(&mut self) {
         for c in &mut self.0 {
@@ -31,16 +37,22 @@ impl Drop for Killed {
     }
 }
 
-fn mailconfd(args: &[&str]) -> std::process::Output {
+pub(crate) fn mailconfd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mailconfd"))
         .args(args)
         .output()
         .unwrap()
 }
 
-/// `mailconfd dns` output for one domain, wrapped into a loadable zone with
-/// the given extra lines.
-fn zone(config: &Path, domain: &str, extra: &str, edit: impl Fn(&str) -> Option<String>) -> String {
+/// `mailconfd dns` output for one domain, wrapped into a loadable zone (its
+/// name server at `dns_ip`) with the given extra lines.
+pub(crate) fn zone(
+    config: &Path,
+    domain: &str,
+    dns_ip: &str,
+    extra: &str,
+    edit: impl Fn(&str) -> Option<String>,
+) -> String {
     let out = mailconfd(&["dns", "-c", config.to_str().unwrap(), "--domain", domain]);
     assert!(out.status.success(), "{out:?}");
     let records: String = String::from_utf8(out.stdout)
@@ -50,8 +62,111 @@ fn zone(config: &Path, domain: &str, extra: &str, edit: impl Fn(&str) -> Option<
         .map(|l| l + "\n")
         .collect();
     format!(
-        "$ORIGIN {domain}.\n$TTL 300\n@ IN SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 300\n@ IN NS ns.{domain}.\nns IN A {DNS_IP}\n{records}{extra}"
+        "$ORIGIN {domain}.\n$TTL 300\n@ IN SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 300\n@ IN NS ns.{domain}.\nns IN A {dns_ip}\n{records}{extra}"
     )
+}
+
+/// NSD on `ip`:53 serving `dir/<zone>.zone` for each zone, in the foreground.
+pub(crate) fn start_nsd(dir: &Path, ip: &str, zones: &[&str]) -> Child {
+    let zone_lines: String = zones
+        .iter()
+        .map(|z| format!("zone:\n  name: {z}\n  zonefile: {z}.zone\n"))
+        .collect();
+    std::fs::write(
+        dir.join("nsd.conf"),
+        format!(
+            "server:\n  ip-address: {ip}@53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dir}\"\n  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  logfile: \"{dir}/nsd.log\"\n  server-count: 1\nremote-control:\n  control-enable: no\n{zone_lines}",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    Command::new("nsd")
+        .args(["-d", "-c"])
+        .arg(dir.join("nsd.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A CA of the test's own, for the mail servers' (and other servers') certificates.
+pub(crate) struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub(crate) pem: String,
+}
+
+impl TestCa {
+    pub(crate) fn new() -> TestCa {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "doctor test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        TestCa {
+            issuer: rcgen::Issuer::new(ca_params, ca_key),
+            pem: ca.pem(),
+        }
+    }
+
+    /// A certificate for `names` written to `dir/<file>.pem` and `.key`;
+    /// `valid_days` shortens its life (rcgen's default runs to 4096).
+    pub(crate) fn leaf(&self, dir: &Path, file: &str, names: &[&str], valid_days: Option<i64>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        if let Some(days) = valid_days {
+            let now = time::OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(days);
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// `openssl s_server` on `addr` with `dir/<cert>.pem`; `extra` e.g. `-HTTP`
+/// (then it serves files from `cwd`).
+pub(crate) fn start_s_server(
+    addr: &str,
+    dir: &Path,
+    cert: &str,
+    extra: &[&str],
+    cwd: &Path,
+) -> Child {
+    Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept", addr])
+        .arg("-cert")
+        .arg(dir.join(format!("{cert}.pem")))
+        .arg("-key")
+        .arg(dir.join(format!("{cert}.key")))
+        .args(extra)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A finding of `status` whose subject contains `subject`, detail contains
+/// `detail` and fix contains `fix`.
+pub(crate) fn has(
+    findings: &[serde_json::Value],
+    status: &str,
+    subject: &str,
+    detail: &str,
+    fix: &str,
+) -> bool {
+    findings.iter().any(|f| {
+        f["status"] == status
+            && f["subject"].as_str().unwrap_or("").contains(subject)
+            && f["detail"].as_str().unwrap_or("").contains(detail)
+            && f["fix"].as_str().unwrap_or("").contains(fix)
+    })
 }
 
 #[test]
@@ -87,7 +202,8 @@ mode = "local"
 [[provider]]
 id = "good.test"
 name = "Doctor Test Mail"
-domains = ["good.test", "broken.test"]
+# unserved.test: in no zone NSD serves, so every lookup is refused
+domains = ["good.test", "broken.test", "unserved.test"]
   [[provider.server]]
   type = "imap"
   host = "mail.%EMAILDOMAIN%"
@@ -115,6 +231,7 @@ domains = ["good.test", "broken.test"]
     let good = zone(
         &config,
         "good.test",
+        DNS_IP,
         &format!(
             "@ IN CAA 0 issue \"letsencrypt.org\"\nautoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\nmail2 IN A {STARTTLS_IP}\n"
         ),
@@ -123,10 +240,13 @@ domains = ["good.test", "broken.test"]
     let broken = zone(
         &config,
         "broken.test",
-        // autoconfig points where nothing listens; mta-sts and mail2 are
-        // missing; mail reaches a server whose certificate names other hosts.
+        DNS_IP,
+        // autoconfig points where nothing listens; autodiscover at an
+        // address not of this host (TEST-NET-1); mta-sts and mail2 are
+        // missing; mail reaches a server whose certificate names other
+        // hosts; one SRV has a sibling `dns` does not print.
         &format!(
-            "@ IN CAA 0 issue \"pki.goog\"\nautoconfig IN A {NOTHING_IP}\nautodiscover IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
+            "@ IN CAA 0 issue \"pki.goog\"\nautoconfig IN A {NOTHING_IP}\nautodiscover IN A {FOREIGN_IP}\nmail IN A {MAIL_IP}\n_submissions._tcp IN SRV 10 1 587 mail.broken.test.\n"
         ),
         |l| {
             if l.starts_with("_imaps._tcp.") {
@@ -149,60 +269,22 @@ domains = ["good.test", "broken.test"]
             .unwrap();
         assert!(out.status.success(), "named-checkzone {name}: {out:?}");
     }
-    std::fs::write(
-        d.join("nsd.conf"),
-        format!(
-            "server:\n  ip-address: {DNS_IP}@53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dir}\"\n  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  logfile: \"{dir}/nsd.log\"\n  server-count: 1\nremote-control:\n  control-enable: no\nzone:\n  name: good.test\n  zonefile: good.test.zone\nzone:\n  name: broken.test\n  zonefile: broken.test.zone\n",
-            dir = d.display()
-        ),
-    )
-    .unwrap();
-
     // A CA of our own for the mail servers' certificate.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "doctor test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mail_key = rcgen::KeyPair::generate().unwrap();
-    let mail_cert = rcgen::CertificateParams::new(vec![
-        "mail.good.test".to_owned(),
-        "mail2.good.test".to_owned(),
-    ])
-    .unwrap()
-    .signed_by(&mail_key, &issuer)
-    .unwrap();
-    std::fs::write(d.join("mail.pem"), mail_cert.pem()).unwrap();
-    std::fs::write(d.join("mail.key"), mail_key.serialize_pem()).unwrap();
+    let ca = TestCa::new();
+    ca.leaf(d, "mail", &["mail.good.test", "mail2.good.test"], None);
 
     let mut children = Killed(Vec::new());
-    children.0.push(
-        Command::new("nsd")
-            .args(["-d", "-c"])
-            .arg(d.join("nsd.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    children
+        .0
+        .push(start_nsd(d, DNS_IP, &["good.test", "broken.test"]));
     for port in [993, 465] {
-        children.0.push(
-            Command::new("openssl")
-                .args(["s_server", "-quiet", "-accept"])
-                .arg(format!("{MAIL_IP}:{port}"))
-                .arg("-cert")
-                .arg(d.join("mail.pem"))
-                .arg("-key")
-                .arg(d.join("mail.key"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        children.0.push(start_s_server(
+            &format!("{MAIL_IP}:{port}"),
+            d,
+            "mail",
+            &[],
+            d,
+        ));
     }
     std::fs::create_dir_all(d.join("dovecot/home")).unwrap();
     std::fs::write(
@@ -240,7 +322,7 @@ domains = ["good.test", "broken.test"]
     eventually("the local CA", || d.join("state/local-ca.pem").exists());
     std::fs::write(
         &ca_file,
-        std::fs::read_to_string(d.join("state/local-ca.pem")).unwrap() + &ca.pem(),
+        std::fs::read_to_string(d.join("state/local-ca.pem")).unwrap() + &ca.pem,
     )
     .unwrap();
     eventually("NSD and the TLS listeners", || {
@@ -334,6 +416,48 @@ domains = ["good.test", "broken.test"]
         failed("mail.broken.test:993", "not valid for mail.broken.test"),
         "{dump}"
     );
+    // A record mailconfd does not print beside the ones it does.
+    assert!(
+        has(
+            findings,
+            "warn",
+            "_submissions._tcp.broken.test SRV",
+            "plus records mailconfd does not print: \"10 1 587 mail.broken.test\"",
+            "remove the extra records"
+        ),
+        "{dump}"
+    );
+    // A name at an address that is not this host's, and nothing answering there.
+    assert!(
+        has(
+            findings,
+            "warn",
+            "autodiscover.broken.test",
+            "resolves to 192.0.2.10, not an address of this host",
+            "behind NAT or a load balancer"
+        ),
+        "{dump}"
+    );
+    assert!(
+        failed("https://autodiscover.broken.test", "192.0.2.10:443"),
+        "{dump}"
+    );
+    // A zone the name server refuses: every lookup fails, and says so.
+    for (area, subject) in [
+        ("dns", "_imaps._tcp.unserved.test SRV"),
+        ("address", "autoconfig.unserved.test"),
+        ("mail", "mail.unserved.test:993"),
+    ] {
+        assert!(
+            findings.iter().any(|f| f["status"] == "fail"
+                && f["area"] == area
+                && f["subject"].as_str().unwrap().starts_with(subject)
+                && f["detail"].as_str().unwrap()
+                    == "lookup failed: the name server answered REFUSED"
+                && f["fix"].as_str().unwrap().contains("name servers answer")),
+            "{area} {subject}: {dump}"
+        );
+    }
     assert!(
         findings
             .iter()
@@ -378,6 +502,16 @@ domains = ["good.test", "broken.test"]
             .cloned()
             .collect()
     };
+    let unserved_caa = caa("unserved.test");
+    assert!(
+        unserved_caa.iter().any(|f| f["status"] == "warn"
+            && f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("CAA lookup at autoconfig.unserved.test failed")
+            && f["fix"].as_str().unwrap().contains("answer CAA queries")),
+        "{unserved_caa:?}"
+    );
     let good_caa = caa("good.test");
     assert!(!good_caa.is_empty());
     assert!(
