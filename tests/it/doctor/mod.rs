@@ -111,7 +111,8 @@ impl TestCa {
     }
 
     /// A certificate for `names` written to `dir/<file>.pem` and `.key`;
-    /// `valid_days` shortens its life (rcgen's default runs to 4096).
+    /// `valid_days` from now shortens its life (rcgen's default runs to
+    /// 4096), a negative count makes it expired.
     pub(crate) fn leaf(&self, dir: &Path, file: &str, names: &[&str], valid_days: Option<i64>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
@@ -119,8 +120,8 @@ impl TestCa {
                 .unwrap();
         if let Some(days) = valid_days {
             let now = time::OffsetDateTime::now_utc();
-            params.not_before = now - time::Duration::days(1);
             params.not_after = now + time::Duration::days(days);
+            params.not_before = now.min(params.not_after) - time::Duration::days(1);
         }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
@@ -482,11 +483,11 @@ domains = ["good.test", "broken.test", "unserved.test"]
             .replace("mode = \"local\"", "mode = \"acme\"\n[acme]\ndirectory = \"letsencrypt\"\ncontact = [\"mailto:postmaster@good.test\"]"),
     )
     .unwrap();
-    let caa = |domain: &str| -> Vec<serde_json::Value> {
+    let caa_of = |config: &Path, domain: &str| -> Vec<serde_json::Value> {
         let out = mailconfd(&[
             "doctor",
             "-c",
-            acme_config.to_str().unwrap(),
+            config.to_str().unwrap(),
             "--resolver",
             "127.8.0.3:53",
             "--domain",
@@ -502,6 +503,7 @@ domains = ["good.test", "broken.test", "unserved.test"]
             .cloned()
             .collect()
     };
+    let caa = |domain: &str| caa_of(&acme_config, domain);
     let unserved_caa = caa("unserved.test");
     assert!(
         unserved_caa.iter().any(|f| f["status"] == "warn"
@@ -535,5 +537,26 @@ domains = ["good.test", "broken.test", "unserved.test"]
                 .unwrap()
                 .contains("CAA 0 issue \"letsencrypt.org\"")),
         "{broken_caa:?}"
+    );
+
+    // A CA whose directory cannot be read: its CAA identity is unknown, and
+    // the warning says why.
+    let unreachable_config = d.join("unreachable-ca.toml");
+    std::fs::write(
+        &unreachable_config,
+        std::fs::read_to_string(&acme_config).unwrap().replace(
+            "directory = \"letsencrypt\"",
+            &format!("directory = \"https://{NOTHING_IP}:1/dir\""),
+        ),
+    )
+    .unwrap();
+    let unknown_caa = caa_of(&unreachable_config, "good.test");
+    assert!(
+        !unknown_caa.is_empty()
+            && unknown_caa.iter().all(|f| f["status"] == "warn"
+                && f["detail"].as_str().unwrap().contains(&format!(
+                    "the CAA identity of https://{NOTHING_IP}:1/dir is unknown (its directory could not be read: connect to {NOTHING_IP}:1"
+                ))),
+        "{unknown_caa:?}"
     );
 }

@@ -22,6 +22,8 @@ const DAEMON_IP: &str = "127.8.1.1";
 const MAIL_IP: &str = "127.8.1.2";
 const DNS_IP: &str = "127.8.1.3";
 const WEB_IP: &str = "127.8.1.5";
+/// elsewhere.test's mail server, whose certificate has expired.
+const EXPIRED_IP: &str = "127.8.1.6";
 /// Pebble issues in about a second; room for a loaded CI box.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -66,9 +68,11 @@ const SERVERS: &str = r#"
   host = "mail.%EMAILDOMAIN%"
 "#;
 
-/// What an operator may have edited but not reloaded: other hosts, a plain
+/// What an operator may have edited but not reloaded: the bare domain
+/// served (the daemon has no certificate for it), other hosts, a plain
 /// server, a host that depends on the user.
 const STALE_SERVERS: &str = r#"
+bare_domain = ["pebble.test"]
   [[provider.server]]
   type = "imap"
   host = "imap.%EMAILDOMAIN%"
@@ -147,7 +151,7 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
         "pebble.test",
         DNS_IP,
         &format!(
-            "@ IN CAA 0 issue \"letsencrypt.org\"\nautoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
+            "@ IN CAA 0 issue \"letsencrypt.org\"\n@ IN A {DAEMON_IP}\nautoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
         ),
         |l| Some(l.to_owned()),
     );
@@ -156,7 +160,7 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
         "elsewhere.test",
         DNS_IP,
         &format!(
-            "autoconfig IN A {WEB_IP}\nautodiscover IN A {WEB_IP}\nmta-sts IN A {WEB_IP}\nmail IN A {MAIL_IP}\n"
+            "autoconfig IN A {WEB_IP}\nautodiscover IN A {WEB_IP}\nmta-sts IN A {WEB_IP}\nmail IN A {EXPIRED_IP}\n"
         ),
         |l| Some(l.to_owned()),
     );
@@ -178,6 +182,7 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
         &["mail.pebble.test", "mail.elsewhere.test"],
         None,
     );
+    ca.leaf(d, "mail-expired", &["mail.elsewhere.test"], Some(-1));
     ca.leaf(
         d,
         "web-short",
@@ -209,6 +214,13 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
     children
         .0
         .push(start_s_server(&format!("{MAIL_IP}:465"), d, "mail", &[], d));
+    children.0.push(start_s_server(
+        &format!("{EXPIRED_IP}:993"),
+        d,
+        "mail-expired",
+        &[],
+        d,
+    ));
     let log = std::fs::File::create(d.join("daemon.log")).unwrap();
     children.0.push(
         Command::new(env!("CARGO_BIN_EXE_mailconfd"))
@@ -260,9 +272,15 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
         &web,
     ));
     eventually("NSD and the TLS listeners", || {
-        [(DNS_IP, 53), (MAIL_IP, 993), (MAIL_IP, 465), (WEB_IP, 443)]
-            .iter()
-            .all(|a| std::net::TcpStream::connect(a).is_ok())
+        [
+            (DNS_IP, 53),
+            (MAIL_IP, 993),
+            (MAIL_IP, 465),
+            (WEB_IP, 443),
+            (EXPIRED_IP, 993),
+        ]
+        .iter()
+        .all(|a| std::net::TcpStream::connect(a).is_ok())
     });
 
     let doctor = |config: &Path, domain: &str, json: bool| {
@@ -354,7 +372,34 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
         "{dump}"
     );
 
-    // elsewhere.test: another server answers for its names.
+    // Without the CA file, Pebble's certificates are not trusted (as a
+    // staging CA's would not be).
+    let out = mailconfd(&[
+        "doctor",
+        "-c",
+        config.to_str().unwrap(),
+        "--resolver",
+        "127.8.1.3:53",
+        "--domain",
+        "pebble.test",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let untrusted = findings(&out);
+    assert!(
+        has(
+            &untrusted,
+            "fail",
+            "https://autoconfig.pebble.test/mail/config-v1.1.xml",
+            "the certificate's issuer is not trusted (self-signed, a private CA, or a staging CA)",
+            "check `mailconfd certs`"
+        ),
+        "{}",
+        serde_json::to_string_pretty(&untrusted).unwrap()
+    );
+
+    // elsewhere.test: another server answers for its names, and its mail
+    // server's certificate has expired.
     let out = doctor(&config, "elsewhere.test", false);
     println!("{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(out.status.code(), Some(1));
@@ -393,6 +438,16 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
     assert!(
         has(
             &found,
+            "fail",
+            "mail.elsewhere.test:993 (IMAP, TLS)",
+            "the certificate has expired",
+            "check the mail server's listener and its certificate"
+        ),
+        "{dump}"
+    );
+    assert!(
+        has(
+            &found,
             "ok",
             "autoconfig.elsewhere.test",
             "no CAA record: any CA may issue",
@@ -414,6 +469,16 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
             "https://autoconfig.pebble.test/mail/config-v1.1.xml",
             "answers, but not with this config's document",
             "the daemon runs an older config (systemctl reload mailconfd)"
+        ),
+        "{dump}"
+    );
+    assert!(
+        has(
+            &found,
+            "fail",
+            "https://pebble.test/.well-known/autoconfig/mail/config-v1.1.xml",
+            "the server refused the handshake for pebble.test",
+            "check `mailconfd certs`"
         ),
         "{dump}"
     );
