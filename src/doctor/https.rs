@@ -123,7 +123,7 @@ pub(super) async fn check(
                         domain,
                         subject,
                         format!("right document, but the certificate expires in {} day(s)", (t - now) / 86_400),
-                        Some("see `mailconfd certs` for the renewal's last error".into()),
+                        Some("if mailconfd serves this name, `mailconfd certs` shows the renewal's last error; otherwise renew that server's certificate".into()),
                     ),
                     t => report.push(
                         Status::Ok,
