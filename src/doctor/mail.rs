@@ -12,8 +12,9 @@ use super::report::{Report, Status};
 use crate::address::EmailAddress;
 use crate::model::{self, Provider, Security, ServerKind};
 
-/// host, port, and the security as a number (the model's enum has no order).
-pub(super) type MailKey = (String, u16, u8);
+/// host, port, the security and the protocol as numbers (the enums have no
+/// order): IMAP and POP3 advertised on one port (a mistake) are both checked.
+pub(super) type MailKey = (String, u16, u8, u8);
 
 pub(super) fn collect(
     report: &mut Report,
@@ -53,7 +54,12 @@ pub(super) fn collect(
             Security::StartTls => 1,
             Security::Plain => 2,
         };
-        servers.insert((host, port, rank), (protocol, security));
+        let which = match protocol {
+            MailProtocol::Imap => 0,
+            MailProtocol::Pop3 => 1,
+            MailProtocol::Smtp => 2,
+        };
+        servers.insert((host, port, rank, which), (protocol, security));
     }
 }
 

@@ -89,7 +89,7 @@ pub async fn run(config: &Config, opts: &Options) -> Result<Report, String> {
         .await;
         mail::collect(&mut report, &mut mail_servers, provider, domain);
     }
-    for ((host, port, _), (protocol, security)) in mail_servers {
+    for ((host, port, _, _), (protocol, security)) in mail_servers {
         mail::check(
             &mut report,
             &dns_client,

@@ -473,6 +473,56 @@ domains = ["good.test", "broken.test", "unserved.test"]
         "{dump}"
     );
 
+    // POP3 with STARTTLS configured on Dovecot's IMAP port: the STARTTLS
+    // dialogue fails and the report says how.
+    let wrong_port = d.join("wrong-port.toml");
+    std::fs::write(
+        &wrong_port,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "  [provider.mta_sts]",
+            "  [[provider.server]]\n  type = \"pop3\"\n  host = \"mail2.%EMAILDOMAIN%\"\n  port = 143\n  security = \"starttls\"\n  [provider.mta_sts]",
+        ),
+    )
+    .unwrap();
+    let out = mailconfd(&[
+        "doctor",
+        "-c",
+        wrong_port.to_str().unwrap(),
+        "--resolver",
+        "127.8.0.3:53",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "--domain",
+        "good.test",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wrong = json["findings"].as_array().unwrap();
+    assert!(
+        has(
+            wrong,
+            "fail",
+            "mail2.good.test:143 (POP3, STARTTLS)",
+            "via 127.8.0.4:143: unexpected greeting: * OK",
+            "check the mail server's listener"
+        ),
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap()
+    );
+    // The IMAP server on that port is still checked, and passes.
+    assert!(
+        has(
+            wrong,
+            "ok",
+            "mail2.good.test:143 (IMAP, STARTTLS)",
+            "valid certificate for mail2.good.test",
+            ""
+        ),
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap()
+    );
+
     // CAA is checked for the CA in use: the same zones under an ACME config
     // for Let's Encrypt (no daemon needed for this part of the report).
     let acme_config = d.join("acme.toml");
