@@ -330,6 +330,10 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
         ),
         "{text}"
     );
+    assert!(
+        text.contains("  WARN  mail     mail.pebble.test:993 (IMAP, TLS): TLS ok via 127.8.1.2:993, but the certificate expires in 2 day(s)\n        fix: renew the mail server's certificate\n"),
+        "{text}"
+    );
     // Pebble names no CAA identity: a CAA set that allows only another CA is
     // a warning that says so, never an "allowed".
     assert!(
@@ -401,8 +405,15 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
     // elsewhere.test: another server answers for its names, and its mail
     // server's certificate has expired.
     let out = doctor(&config, "elsewhere.test", false);
-    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{text}");
     assert_eq!(out.status.code(), Some(1));
+    for wanted in [
+        "  WARN  https    https://autoconfig.elsewhere.test/mail/config-v1.1.xml: right document, but the certificate expires in 2 day(s)\n        fix: if mailconfd serves this name, `mailconfd certs` shows the renewal's last error; otherwise renew that server's certificate\n",
+        "  FAIL  https    https://mta-sts.elsewhere.test/.well-known/mta-sts.txt: answers, but not with this config's document\n        fix: another server answers for this name, or the daemon runs an older config (systemctl reload mailconfd)\n",
+    ] {
+        assert!(text.contains(wanted), "missing {wanted:?} in\n{text}");
+    }
     let found = findings(&doctor(&config, "elsewhere.test", true));
     let dump = serde_json::to_string_pretty(&found).unwrap();
     assert!(
@@ -458,8 +469,13 @@ fn doctor_checks_pebble_certificates_stale_documents_and_expiring_certificates()
 
     // A config the daemon does not run: its documents are not what is served.
     let out = doctor(&stale, "pebble.test", false);
-    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{text}");
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("  FAIL  https    https://autoconfig.pebble.test/mail/config-v1.1.xml: answers, but not with this config's document\n        fix: another server answers for this name, or the daemon runs an older config (systemctl reload mailconfd)\n"),
+        "{text}"
+    );
     let found = findings(&doctor(&stale, "pebble.test", true));
     let dump = serde_json::to_string_pretty(&found).unwrap();
     assert!(
