@@ -176,21 +176,14 @@ pub fn format_of_path(path: &str) -> Format {
     match_path(path).map_or(Format::other, Route::format)
 }
 
-const JSON_V1_PREFIX: &str = "/autodiscover/autodiscover.json/v1.0/";
-
-/// The address of the JSON autodiscover path form
-/// (`/autodiscover/autodiscover.json/v1.0/ADDR`), as sent (still
-/// percent-encoded). Exactly one path segment: a raw `/` after the prefix
-/// makes it not this route, so the router, the directory lookup, the handler
-/// and the request log (which redacts per segment) all see the same address.
-/// A `/` in an address arrives as `%2F`.
+/// The address of the JSON path form (`/autodiscover/autodiscover.json/v1.0/ADDR`)
+/// as sent, still percent-encoded: `autodiscover::address_from_json_path`, the
+/// one parser of that path. Exactly one path segment: a raw `/` after the
+/// prefix makes it not this route, so the router, the directory lookup, the
+/// handler and the request log (which redacts per segment) all see the same
+/// address. A `/` in an address arrives as `%2F`.
 fn json_path_address(path: &str) -> Option<&str> {
-    let head = path.get(..JSON_V1_PREFIX.len())?;
-    if !head.eq_ignore_ascii_case(JSON_V1_PREFIX) {
-        return None;
-    }
-    let raw = &path[JSON_V1_PREFIX.len()..];
-    (!raw.is_empty() && !raw.contains('/')).then_some(raw)
+    autodiscover::address_from_json_path(path)
 }
 
 /// The address of the JSON path form, decoded and parsed: the one parse of it.
