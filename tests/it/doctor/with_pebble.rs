@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{Killed, TestCa, has, mailconfd, start_nsd, start_s_server, zone};
+use super::servers::{Killed, TestCa, has, mailconfd, start_nsd, start_s_server, zone};
 use crate::pebble::{Pebble, PebbleOptions, free_tcp_port};
 use crate::support::{eventually, is_root, require_program};
 
