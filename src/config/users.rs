@@ -1,11 +1,11 @@
 //! Per-user values for a provider (`[provider.users_from]`): a static map
-//! file or an SQL query, with the lookup's deadline and cache bounds.
+//! file, an SQL query or an LDAP search, with the lookup's deadline and cache bounds.
 //! Validation only; the lookups are `crate::directory`'s.
 
 use std::path::PathBuf;
 
-use super::raw::RawUserSource;
-use super::sources::{check_sql_url, redact_url, sqlx_url};
+use super::raw::{RawLdapAttributes, RawUserSource};
+use super::sources::{check_ldap, check_sql_url, redact_url, sqlx_url};
 use super::validate::Problems;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +33,44 @@ pub enum UserSourceKind {
         password_file: Option<PathBuf>,
         query: String,
     },
+    /// One entry under `base` matching `filter` (its placeholders filled in
+    /// with RFC 4515-escaped parts of the address); values from the
+    /// attributes named in `attributes`.
+    Ldap {
+        url: String,
+        base: String,
+        filter: String,
+        bind_dn: Option<String>,
+        bind_password_file: Option<PathBuf>,
+        starttls: bool,
+        ca_file: Option<PathBuf>,
+        attributes: LdapAttributes,
+    },
 }
+
+/// The LDAP attribute holding each per-user value; `None`: not looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapAttributes {
+    pub login_name: Option<String>,
+    pub display_name: Option<String>,
+    pub imap_host: Option<String>,
+    pub pop3_host: Option<String>,
+    pub smtp_host: Option<String>,
+}
+
+/// Placeholders of an LDAP user filter: `%s` the whole address, `%u` its
+/// local part, `%d` its domain (Postfix's `ldap_table` spelling), `%%` a
+/// literal `%`.
+pub const LDAP_FILTER_PLACEHOLDERS: [&str; 3] = ["%s", "%u", "%d"];
 
 impl UserSource {
     pub fn describe(&self) -> String {
         match &self.kind {
             UserSourceKind::MapFile { path } => format!("map file {}", path.display()),
             UserSourceKind::Sql { url, .. } => format!("sql {}", redact_url(url)),
+            UserSourceKind::Ldap { url, base, .. } => {
+                format!("ldap {} base {base}", redact_url(url))
+            }
         }
     }
 }
@@ -47,7 +78,7 @@ impl UserSource {
 pub(super) fn user_source(
     key: &str,
     provider: usize,
-    raw: RawUserSource,
+    mut raw: RawUserSource,
     p: &mut Problems,
 ) -> Option<UserSource> {
     p.unknown(key, &raw.unknown);
@@ -68,6 +99,27 @@ pub(super) fn user_source(
     let cache_entries = bounded("cache_entries", raw.cache_entries, 10_000, 0..=10_000_000);
     let hit_ttl_secs = bounded("hit_ttl_secs", raw.hit_ttl_secs, 300, 1..=86_400);
     let miss_ttl_secs = bounded("miss_ttl_secs", raw.miss_ttl_secs, 60, 1..=86_400);
+    if let Some(url) = raw.ldap.take() {
+        if raw.file.is_some() || raw.sql.is_some() {
+            p.error(key.to_owned(), "needs exactly one of file, sql, ldap");
+            return None;
+        }
+        let kind = ldap_user_source(key, url, raw, p)?;
+        return Some(UserSource {
+            provider,
+            kind,
+            timeout_ms,
+            cache_entries,
+            hit_ttl_secs,
+            miss_ttl_secs,
+        });
+    }
+    if raw.base.is_some() || raw.filter.is_some() || raw.attributes.is_some() {
+        p.error(
+            key.to_owned(),
+            "base, filter and attributes are for ldap only",
+        );
+    }
     let kind = match (raw.file, raw.sql) {
         (Some(path), None) => {
             if raw.query.is_some() || raw.password_file.is_some() {
@@ -93,7 +145,7 @@ pub(super) fn user_source(
             }
         }
         _ => {
-            p.error(key.to_owned(), "needs exactly one of file, sql");
+            p.error(key.to_owned(), "needs exactly one of file, sql, ldap");
             return None;
         }
     };
@@ -105,4 +157,172 @@ pub(super) fn user_source(
         hit_ttl_secs,
         miss_ttl_secs,
     })
+}
+
+fn ldap_user_source(
+    key: &str,
+    url: String,
+    raw: RawUserSource,
+    p: &mut Problems,
+) -> Option<UserSourceKind> {
+    if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+        p.error(format!("{key}.ldap"), "must be an ldap:// or ldaps:// URL");
+    }
+    let starttls = raw.starttls.unwrap_or(false);
+    if starttls && url.starts_with("ldaps://") {
+        p.error(format!("{key}.starttls"), "ldaps:// is already TLS");
+    }
+    if raw.query.is_some() {
+        p.error(
+            format!("{key}.query"),
+            "is for sql; ldap takes base and filter",
+        );
+    }
+    check_ldap(key, raw.bind_dn.as_deref(), raw.password_file.as_deref(), p);
+    let Some(base) = raw.base.filter(|b| !b.trim().is_empty()) else {
+        p.error(format!("{key}.base"), "is required and must not be empty");
+        return None;
+    };
+    let Some(filter) = raw.filter.filter(|f| !f.trim().is_empty()) else {
+        p.error(
+            format!("{key}.filter"),
+            "is required, e.g. \"(mail=%s)\" (%s: the address)",
+        );
+        return None;
+    };
+    // Without the address (or local part) every user would get one entry.
+    if !filter.contains("%s") && !filter.contains("%u") {
+        p.error(
+            format!("{key}.filter"),
+            "must contain %s (the address) or %u (its local part)",
+        );
+    } else if ldap3::parse_filter(ldap_filter(&filter, "user", "example.com")).is_err() {
+        p.error(format!("{key}.filter"), "is not an LDAP filter (RFC 4515)");
+    }
+    let attributes = ldap_attributes(key, raw.attributes.unwrap_or_default(), p);
+    Some(UserSourceKind::Ldap {
+        url,
+        base,
+        filter,
+        bind_dn: raw.bind_dn,
+        bind_password_file: raw.password_file.map(PathBuf::from),
+        starttls,
+        ca_file: raw.ca_file.map(PathBuf::from),
+        attributes,
+    })
+}
+
+/// Defaults: `uid` for the login name and `cn` for the display name
+/// (inetOrgPerson); hosts only when named. `""` turns a default off.
+fn ldap_attributes(key: &str, raw: RawLdapAttributes, p: &mut Problems) -> LdapAttributes {
+    p.unknown(&format!("{key}.attributes"), &raw.unknown);
+    let mut pick = |name: &str, v: Option<String>, default: Option<&str>| {
+        let v = v.or_else(|| default.map(str::to_owned))?;
+        if v.is_empty() {
+            return None;
+        }
+        // RFC 4512 descr (or a numeric OID): nothing a filter could abuse.
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';')
+        {
+            p.error(
+                format!("{key}.attributes.{name}"),
+                "must be an LDAP attribute name",
+            );
+            return None;
+        }
+        Some(v)
+    };
+    LdapAttributes {
+        login_name: pick("login_name", raw.login_name, Some("uid")),
+        display_name: pick("display_name", raw.display_name, Some("cn")),
+        imap_host: pick("imap_host", raw.imap_host, None),
+        pop3_host: pick("pop3_host", raw.pop3_host, None),
+        smtp_host: pick("smtp_host", raw.smtp_host, None),
+    }
+}
+
+/// `filter` with its placeholders filled in, each value escaped per
+/// RFC 4515 first: an address's `*`, `(`, `)`, `\` and NUL can never change
+/// the filter's meaning (automx2 formats the raw address into its filter,
+/// so a `*` in a local part becomes a wildcard).
+pub fn ldap_filter(filter: &str, local_part: &str, domain: &str) -> String {
+    let mut out = String::with_capacity(filter.len() + 64);
+    let mut chars = filter.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') => {
+                out.push_str(&escape_filter_value(local_part));
+                out.push('@');
+                out.push_str(&escape_filter_value(domain));
+            }
+            Some('u') => out.push_str(&escape_filter_value(local_part)),
+            Some('d') => out.push_str(&escape_filter_value(domain)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// RFC 4515 section 3: `*`, `(`, `)`, `\` and NUL as `\XX`; everything
+/// else (UTF-8 included) stays as it is.
+pub fn escape_filter_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_values_are_escaped_per_rfc_4515() {
+        assert_eq!(escape_filter_value("plain.user"), "plain.user");
+        assert_eq!(escape_filter_value("*"), "\\2a");
+        assert_eq!(
+            escape_filter_value("a*b(c)d\\e\0f"),
+            "a\\2ab\\28c\\29d\\5ce\\00f"
+        );
+        assert_eq!(escape_filter_value("jörg"), "jörg");
+        // A backslash from the address is escaped like any other.
+        assert_eq!(escape_filter_value("\\2a"), "\\5c2a");
+    }
+
+    #[test]
+    fn placeholders_are_filled_with_escaped_values() {
+        assert_eq!(
+            ldap_filter(
+                "(&(objectClass=inetOrgPerson)(mail=%s))",
+                "a*",
+                "example.com"
+            ),
+            "(&(objectClass=inetOrgPerson)(mail=a\\2a@example.com))"
+        );
+        assert_eq!(
+            ldap_filter("(|(uid=%u)(mail=%u@%d))(x=100%%)", "*)(uid=*", "ex.org"),
+            "(|(uid=\\2a\\29\\28uid=\\2a)(mail=\\2a\\29\\28uid=\\2a@ex.org))(x=100%)"
+        );
+        // The escaped filter parses, and as one equality match.
+        assert!(ldap3::parse_filter(ldap_filter("(mail=%s)", "*)(|(a=*", "x.org")).is_ok());
+    }
 }
