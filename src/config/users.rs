@@ -325,4 +325,65 @@ mod tests {
         // The escaped filter parses, and as one equality match.
         assert!(ldap3::parse_filter(ldap_filter("(mail=%s)", "*)(|(a=*", "x.org")).is_ok());
     }
+
+    fn config(users_from: &str) -> Result<crate::config::Config, String> {
+        crate::config::parse(&format!(
+            "[tls]\nmode = \"off\"\n[[provider]]\nid = \"example.com\"\nname = \"E\"\ndomains = [\"example.com\"]\n\
+             [[provider.server]]\ntype = \"imap\"\nhost = \"imap.example.com\"\n\
+             [[provider.server]]\ntype = \"smtp\"\nhost = \"smtp.example.com\"\n\
+             [provider.users_from]\n{users_from}"
+        ))
+        .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn ldap_user_source_validates_and_defaults_uid_and_cn() {
+        let c = config(
+            "ldap = \"ldap://ldap.example.com\"\nstarttls = true\nbase = \"ou=people,dc=example,dc=com\"\n\
+             filter = \"(&(objectClass=inetOrgPerson)(mail=%s))\"\nattributes = { imap_host = \"mailHost\", display_name = \"\" }\n",
+        )
+        .unwrap();
+        let UserSourceKind::Ldap {
+            attributes,
+            starttls,
+            ..
+        } = &c.user_sources[0].kind
+        else {
+            panic!("not ldap: {:?}", c.user_sources[0].kind);
+        };
+        assert!(starttls);
+        assert_eq!(attributes.login_name.as_deref(), Some("uid"));
+        assert_eq!(attributes.display_name, None, "\"\" turns a default off");
+        assert_eq!(attributes.imap_host.as_deref(), Some("mailHost"));
+    }
+
+    #[test]
+    fn ldap_user_source_problems_are_named() {
+        let base = "ldap = \"ldap://l\"\nbase = \"dc=x\"\n";
+        for (extra, expected) in [
+            ("filter = \"(mail=alice)\"", "must contain %s"),
+            ("filter = \"(mail=%s\"", "is not an LDAP filter"),
+            (
+                "filter = \"(mail=%s)\"\nbind_dn = \"cn=r\"",
+                "is required with bind_dn",
+            ),
+            (
+                "filter = \"(mail=%s)\"\nattributes = { login_name = \"uid)(x\" }",
+                "must be an LDAP attribute name",
+            ),
+            (
+                "filter = \"(mail=%s)\"\nattributes = { login = \"uid\" }",
+                "attributes.login",
+            ),
+            ("filter = \"(mail=%s)\"\nquery = \"x\"", "is for sql"),
+        ] {
+            let err = config(&format!("{base}{extra}\n")).unwrap_err();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let err = config(
+            "ldap = \"ldaps://l\"\nstarttls = true\nbase = \"dc=x\"\nfilter = \"(mail=%s)\"\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("ldaps:// is already TLS"), "{err}");
+    }
 }

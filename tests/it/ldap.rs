@@ -458,8 +458,12 @@ fn ldap_users_get_their_values_and_a_star_is_no_wildcard() {
         "Alice <Liddell>",
         "alice@example.com",
         Some("imap7.hoster.example"),
-    ) + &user_ldif("bob", "Bob", "bob@example.com", Some("imap2.hoster.example"))
-        + &user_ldif("carol", "Carol", "carol@example.com", None);
+    ) + &user_ldif(
+        "bob",
+        "Bob",
+        "bob@example.com",
+        Some("imap2.hoster.example"),
+    ) + &user_ldif("carol", "Carol", "carol@example.com", None);
     let Some(mut slapd) = Slapd::start(dir.path(), &users) else {
         return;
     };
