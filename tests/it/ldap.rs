@@ -239,12 +239,17 @@ const SERVERS: &str = r#"
 /// `provider` is the rest of a `[[provider]]` (id hoster.example) after
 /// its name: domains and sources.
 fn write_config(dir: &Path, port: u16, provider: &str) -> PathBuf {
+    write_config_with(dir, port, provider, "")
+}
+
+/// As [`write_config`], with top-level tables (`tail`) after the provider.
+fn write_config_with(dir: &Path, port: u16, provider: &str, tail: &str) -> PathBuf {
     let path = dir.join("mailconfd.toml");
     std::fs::write(
         &path,
         format!(
             "[server]\nhttp_listen = [\"127.0.0.1:{port}\"]\nstate_dir = \"{}\"\n[tls]\nmode = \"off\"\n\
-             [[provider]]\nid = \"hoster.example\"\nname = \"Hoster\"\n{provider}{SERVERS}",
+             [[provider]]\nid = \"hoster.example\"\nname = \"Hoster\"\n{provider}{SERVERS}{tail}",
             dir.join("state").display()
         ),
     )
@@ -254,8 +259,12 @@ fn write_config(dir: &Path, port: u16, provider: &str) -> PathBuf {
 
 impl Daemon {
     fn start(dir: &Path, provider: &str) -> Daemon {
+        Daemon::start_with(dir, provider, "")
+    }
+
+    fn start_with(dir: &Path, provider: &str, tail: &str) -> Daemon {
         let port = free_tcp_port();
-        let config = write_config(dir, port, provider);
+        let config = write_config_with(dir, port, provider, tail);
         let child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
             .args(["serve", "-c"])
             .arg(&config)
@@ -553,4 +562,154 @@ fn ldap_users_with_a_wrong_password_get_the_defaults() {
     let (status, body) = d.thunderbird("alice@example.com");
     assert_eq!(status, 200);
     assert_eq!(body, default_answer(dir.path(), "alice@example.com"));
+}
+
+/// Figures for the notes, not a check (no timing is asserted):
+/// `cargo test --test it ldap_bench -- --ignored --nocapture`.
+/// A domain fetch of 10,000 entries (bound, and anonymous under slapd's
+/// default size limit), per-user answers through the daemon uncached and
+/// cached, and one LDAP lookup on a fresh connection (TCP + StartTLS +
+/// bind + search) against one on the reused connection.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn ldap_bench() {
+    const DOMAINS: usize = 10_000;
+    const USERS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ldif = String::new();
+    for i in 1..=DOMAINS {
+        ldif += &domain_ldif(&format!("customer{i}.example"));
+    }
+    for i in 1..=USERS {
+        ldif += &user_ldif(
+            &format!("u{i}"),
+            &format!("User {i}"),
+            &format!("user{i}@example.com"),
+            Some("imap3.hoster.example"),
+        );
+    }
+    let started = Instant::now();
+    let Some(slapd) = Slapd::start(dir.path(), &ldif) else {
+        return;
+    };
+    eprintln!(
+        "slapadd + start with {DOMAINS} domains and {USERS} users: {:?}",
+        started.elapsed()
+    );
+    let password = dir.path().join("ldap-password");
+    std::fs::write(&password, READER_PW).unwrap();
+    let bound = format!(
+        "  starttls = true\n  ca_file = \"{}\"\n  bind_dn = \"{READER_DN}\"\n  password_file = \"{}\"\n",
+        slapd.ca_file.display(),
+        password.display()
+    );
+    let url = format!("ldap://127.0.0.1:{}", slapd.port);
+    for (label, extra) in [("bound, StartTLS", bound.as_str()), ("anonymous", "")] {
+        let d = Daemon::start(dir.path(), &domains_from(&url, extra));
+        for _ in 0..3 {
+            let (_, out) = d.check_online();
+            let lines: Vec<&str> = out
+                .lines()
+                .filter(|l| l.contains("hoster.example") || l.contains("skipped"))
+                .collect();
+            eprintln!("domain fetch ({label}): {}", lines.join(" | "));
+        }
+    }
+
+    let cached = users_from(&slapd, &password, "");
+    let uncached = users_from(&slapd, &password, "  cache_entries = 0\n");
+    for (label, config) in [("uncached", &uncached), ("cached", &cached)] {
+        // One client asking thousands of times: above the default rate limits.
+        let d = Daemon::start_with(
+            dir.path(),
+            config,
+            "[limits]\nconnections_per_second = 10000\nconnection_burst = 10000\nrequests_per_second = 10000\nrequest_burst = 10000\n",
+        );
+        // Warm: the shared connection is open, and (cached) every user is in.
+        for i in 1..=USERS {
+            d.thunderbird(&format!("user{i}@example.com"));
+        }
+        let mut lat = Vec::new();
+        for i in 1..=USERS {
+            let t = Instant::now();
+            let (status, body) = d.thunderbird(&format!("user{i}@example.com"));
+            lat.push(t.elapsed());
+            assert!(
+                status == 200 && body.contains(&format!("<username>u{i}</username>")),
+                "{status} {body}"
+            );
+        }
+        lat.sort();
+        eprintln!(
+            "per-user answer over HTTP ({label}, new TCP connection each): p50 {:?}, p99 {:?}",
+            lat[USERS / 2],
+            lat[USERS * 99 / 100]
+        );
+    }
+
+    // The LDAP lookup alone: fresh connection each time against reused.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use ldap3::{LdapConnAsync, LdapConnSettings, Scope};
+        let pem = std::fs::read(&slapd.ca_file).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let tls = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let open = || async {
+            let settings = LdapConnSettings::new()
+                .set_starttls(true)
+                .set_config(tls.clone());
+            let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url).await.unwrap();
+            ldap3::drive!(conn);
+            ldap.simple_bind(READER_DN, READER_PW)
+                .await
+                .unwrap()
+                .success()
+                .unwrap();
+            ldap
+        };
+        let search = |mut ldap: ldap3::Ldap, i: usize| async move {
+            let (entries, _) = ldap
+                .search(
+                    &format!("ou=people,{SUFFIX}"),
+                    Scope::Subtree,
+                    &format!("(&(objectClass=inetOrgPerson)(mail=user{i}@example.com))"),
+                    vec!["uid", "cn", "mailHost"],
+                )
+                .await
+                .unwrap()
+                .success()
+                .unwrap();
+            assert_eq!(entries.len(), 1);
+            ldap
+        };
+        let t = Instant::now();
+        for i in 1..=USERS {
+            let mut ldap = search(open().await, i).await;
+            let _ = ldap.unbind().await;
+        }
+        let fresh = t.elapsed() / USERS as u32;
+        let mut ldap = open().await;
+        let t = Instant::now();
+        for i in 1..=USERS {
+            ldap = search(ldap, i).await;
+        }
+        let reused = t.elapsed() / USERS as u32;
+        eprintln!(
+            "one LDAP lookup: fresh connection (TCP + StartTLS + bind + search) {fresh:?}, reused connection {reused:?}"
+        );
+    });
 }
