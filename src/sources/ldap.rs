@@ -168,9 +168,14 @@ pub(super) async fn search(
             return Ok(out);
         }
     }
-    stream
-        .finish()
-        .await
+    let status = stream.finish().await;
+    if status.rc == 4 {
+        // sizeLimitExceeded: never serve a truncated list as if complete.
+        return Err(format!(
+            "searching {base}: the server's size limit for this account is below the number of entries; raise it (slapd: limits dn.exact=\"BIND_DN\" size=unlimited)"
+        ));
+    }
+    status
         .success()
         .map_err(|e| format!("searching {base}: {e}"))?;
     let _ = ldap.unbind().await;
