@@ -386,6 +386,19 @@ fn ldap_domains_over_starttls_follow_the_directory() {
     eventually("c.example served", || d.status("c.example") == 200);
     eventually("a.example refused", || d.status("a.example") == 404);
 
+    // A stopped server (SIGSTOP) while a refresh runs: answers do not wait
+    // for the hanging fetch.
+    slapd.signal(Signal::SIGSTOP);
+    d.reload();
+    let started = Instant::now();
+    assert_eq!(d.status("c.example"), 200);
+    assert_eq!(d.status("a.example"), 404);
+    eprintln!(
+        "two answers during a hanging LDAP refresh took {:?}",
+        started.elapsed()
+    );
+    slapd.signal(Signal::SIGCONT);
+
     // The server goes away: the last good list keeps serving.
     slapd.kill();
     d.reload();
