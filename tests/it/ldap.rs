@@ -26,6 +26,8 @@ const READER_PW: &str = "r3ader:pw";
 /// `tls_port`, certificate for 127.0.0.1 from the CA in `ca_file`.
 struct Slapd {
     child: Child,
+    program: PathBuf,
+    conf: PathBuf,
     dir: PathBuf,
     port: u16,
     tls_port: u16,
@@ -126,29 +128,23 @@ impl Slapd {
             .unwrap();
         assert!(out.status.success(), "slapadd: {out:?}");
         let (port, tls_port) = (free_tcp_port(), free_tcp_port());
-        // -d 0: in the foreground (its pid is ours to signal), no debug output.
-        let child = Command::new(slapd)
-            .args(["-d", "0", "-h"])
-            .arg(format!(
-                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
-            ))
-            .arg("-f")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Slapd {
+        let child = spawn_slapd(&slapd, &conf, port, tls_port);
+        Some(Slapd {
             child,
+            program: slapd,
+            conf,
             dir,
             port,
             tls_port,
             ca_file,
-        };
-        eventually("slapd", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Some(s)
+        })
+    }
+
+    /// Killed and started again on the same ports, same data: every
+    /// connection a client holds is gone.
+    fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_slapd(&self.program, &self.conf, self.port, self.tls_port);
     }
 
     /// Applies an LDIF change (ldapmodify) as the rootdn.
@@ -187,6 +183,26 @@ impl Slapd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts slapd and waits until it accepts connections.
+fn spawn_slapd(program: &Path, conf: &Path, port: u16, tls_port: u16) -> Child {
+    // -d 0: in the foreground (its pid is ours to signal), no debug output.
+    let child = Command::new(program)
+        .args(["-d", "0", "-h"])
+        .arg(format!(
+            "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+        ))
+        .arg("-f")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("slapd", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
 }
 
 /// A CA and a server certificate for 127.0.0.1 (rcgen): `slapd/ca.pem`,
@@ -560,6 +576,42 @@ fn ldap_users_get_their_values_and_a_star_is_no_wildcard() {
     assert_eq!(body, default_answer(dir.path(), "carol@example.com"));
 }
 
+/// The shared connection dies under the daemon (a server restart, or an
+/// idle timeout): the next lookup reconnects at once and still answers.
+#[test]
+fn ldap_users_survive_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = user_ldif(
+        "alice",
+        "Alice",
+        "alice@example.com",
+        Some("imap7.hoster.example"),
+    ) + &user_ldif(
+        "bob",
+        "Bob",
+        "bob@example.com",
+        Some("imap2.hoster.example"),
+    );
+    let Some(mut slapd) = Slapd::start(dir.path(), &users) else {
+        return;
+    };
+    let password = dir.path().join("ldap-password");
+    std::fs::write(&password, READER_PW).unwrap();
+    let d = Daemon::start(dir.path(), &users_from(&slapd, &password, ""));
+    assert!(
+        d.thunderbird("alice@example.com")
+            .1
+            .contains("imap7.hoster.example")
+    );
+    slapd.restart();
+    let (status, body) = d.thunderbird("bob@example.com");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<hostname>imap2.hoster.example</hostname>"),
+        "the first lookup after the restart must reconnect, not serve defaults: {body}"
+    );
+}
+
 #[test]
 fn ldap_users_with_a_wrong_password_get_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
@@ -655,6 +707,37 @@ fn ldap_bench() {
         lat.sort();
         eprintln!(
             "per-user answer over HTTP ({label}, new TCP connection each): p50 {:?}, p99 {:?}",
+            lat[USERS / 2],
+            lat[USERS * 99 / 100]
+        );
+        // Eight clients at once: their lookups share the one LDAP connection.
+        let started = Instant::now();
+        let mut lat: Vec<Duration> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..8)
+                .map(|w| {
+                    let d = &d;
+                    s.spawn(move || {
+                        (1..=USERS)
+                            .filter(|i| i % 8 == w)
+                            .map(|i| {
+                                let t = Instant::now();
+                                let (status, _) = d.thunderbird(&format!("user{i}@example.com"));
+                                assert_eq!(status, 200);
+                                t.elapsed()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        lat.sort();
+        eprintln!(
+            "per-user answer over HTTP ({label}, 8 clients at once): {:.0} answers/s, p50 {:?}, p99 {:?}",
+            USERS as f64 / started.elapsed().as_secs_f64(),
             lat[USERS / 2],
             lat[USERS * 99 / 100]
         );
