@@ -127,7 +127,10 @@ impl Slapd {
             .output()
             .unwrap();
         assert!(out.status.success(), "slapadd: {out:?}");
-        let (port, tls_port) = (free_tcp_port(), free_tcp_port());
+        let port = free_tcp_port();
+        let tls_port = std::iter::repeat_with(free_tcp_port)
+            .find(|p| *p != port)
+            .unwrap();
         let child = spawn_slapd(&slapd, &conf, port, tls_port);
         Some(Slapd {
             child,
@@ -501,7 +504,8 @@ fn ldap_users_get_their_values_and_a_star_is_no_wildcard() {
         "Bob",
         "bob@example.com",
         Some("imap2.hoster.example"),
-    ) + &user_ldif("carol", "Carol", "carol@example.com", None);
+    ) + &user_ldif("carol", "Carol", "carol@example.com", None)
+        + &user_ldif("dan", "Dan", "dan@example.com", Some("not a host!"));
     let Some(mut slapd) = Slapd::start(dir.path(), &users) else {
         return;
     };
@@ -531,7 +535,7 @@ fn ldap_users_get_their_values_and_a_star_is_no_wildcard() {
 
     // automx2's bug: `*@example.com` formatted into (mail=%s) matches every
     // mailbox. The control shows the raw filter would match here too.
-    assert_eq!(slapd.count("(mail=*@example.com)"), 3);
+    assert_eq!(slapd.count("(mail=*@example.com)"), 4);
     for hostile in ["*@example.com", "al*@example.com", "*ice@example.com"] {
         let (status, body) = d.thunderbird(hostile);
         assert_eq!(status, 200, "{hostile}");
@@ -541,6 +545,15 @@ fn ldap_users_get_their_values_and_a_star_is_no_wildcard() {
             "{hostile} matched an entry"
         );
     }
+    // Garbage in the directory: the unusable value falls back to the
+    // default, the usable ones are kept.
+    let (status, body) = d.thunderbird("dan@example.com");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<hostname>imap.hoster.example</hostname>"),
+        "{body}"
+    );
+    assert!(body.contains("<username>dan</username>"), "{body}");
     let (_, unknown) = d.thunderbird("dave@example.com");
     assert_eq!(unknown, default_answer(dir.path(), "dave@example.com"));
 
