@@ -109,10 +109,21 @@ pub(super) fn check_sql_url(key: &str, url: &str, p: &mut Problems) {
 /// both the DN and the password file (an anonymous bind needs neither).
 pub(super) fn check_ldap(
     key: &str,
+    (url, starttls): (&str, bool),
     bind_dn: Option<&str>,
     password_file: Option<&str>,
     p: &mut Problems,
 ) {
+    let host = url
+        .strip_prefix("ldap://")
+        .map(|rest| rest.split(['/', ':']).next().unwrap_or(""));
+    let loopback = |h: &str| h == "localhost" || h.starts_with("127.") || h.starts_with("[::1]");
+    if bind_dn.is_some() && !starttls && host.is_some_and(|h| !loopback(h)) {
+        p.warn(
+            format!("{key}.starttls"),
+            "the bind password would cross the network in clear text: set starttls = true or use ldaps://",
+        );
+    }
     match (bind_dn, password_file) {
         (Some(_), None) => p.error(
             format!("{key}.password_file"),
@@ -188,7 +199,13 @@ pub(super) fn domain_source(
             p.error(format!("{key}.starttls"), "ldaps:// is already TLS");
         }
         let filter = raw.filter.unwrap_or_else(|| "(objectClass=*)".to_owned());
-        check_ldap(key, raw.bind_dn.as_deref(), raw.password_file.as_deref(), p);
+        check_ldap(
+            key,
+            (&url, starttls),
+            raw.bind_dn.as_deref(),
+            raw.password_file.as_deref(),
+            p,
+        );
         if ldap3::parse_filter(&filter).is_err() {
             p.error(format!("{key}.filter"), "is not an LDAP filter (RFC 4515)");
         }

@@ -178,7 +178,13 @@ fn ldap_user_source(
             "is for sql; ldap takes base and filter",
         );
     }
-    check_ldap(key, raw.bind_dn.as_deref(), raw.password_file.as_deref(), p);
+    check_ldap(
+        key,
+        (&url, starttls),
+        raw.bind_dn.as_deref(),
+        raw.password_file.as_deref(),
+        p,
+    );
     let Some(base) = raw.base.filter(|b| !b.trim().is_empty()) else {
         p.error(format!("{key}.base"), "is required and must not be empty");
         return None;
@@ -385,5 +391,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("ldaps:// is already TLS"), "{err}");
+    }
+
+    #[test]
+    fn a_clear_text_bind_over_the_network_is_a_warning() {
+        let with = |url: &str, starttls: bool| {
+            config(&format!(
+                "ldap = \"{url}\"\nstarttls = {starttls}\nbase = \"dc=x\"\nfilter = \"(mail=%s)\"\n\
+                 bind_dn = \"cn=r\"\npassword_file = \"/p\"\n"
+            ))
+            .unwrap()
+            .warnings
+            .iter()
+            .any(|w| w.key.ends_with("users_from.starttls"))
+        };
+        assert!(with("ldap://ldap.example.com", false));
+        assert!(!with("ldap://ldap.example.com", true));
+        assert!(!with("ldap://127.0.0.1:389", false));
+        assert!(!with("ldaps://ldap.example.com", false));
     }
 }
