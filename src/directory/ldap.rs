@@ -1,6 +1,6 @@
 //! Per-user values from LDAP: one entry under `base` matching `filter`, whose
 //! placeholders (`%s` address, `%u` local part, `%d` domain) are filled in
-//! with values escaped per RFC 4515 (`crate::config::users::ldap_filter`),
+//! with values escaped per RFC 4515 ([`ldap_filter`]),
 //! so a `*` in a local part is a character, never a wildcard. The values
 //! come from the attributes the config names (default `uid` for the login
 //! name, `cn` for the display name).
@@ -20,7 +20,7 @@ use ldap3::{LdapError, Scope, SearchEntry, SearchOptions};
 
 use super::{Directory, UserValues};
 use crate::address::EmailAddress;
-use crate::config::users::{LdapAttributes, ldap_filter};
+use crate::config::users::LdapAttributes;
 use crate::sources::ldap::{Connection, Endpoint, connect};
 
 pub(super) struct LdapDirectory {
@@ -240,5 +240,89 @@ impl Directory for LdapDirectory {
         address: &'a EmailAddress,
     ) -> BoxFuture<'a, Result<Option<UserValues>, String>> {
         Box::pin(self.lookup_address(address))
+    }
+}
+
+/// `filter` with its placeholders filled in, each value escaped per
+/// RFC 4515 first: an address's `*`, `(`, `)`, `\` and NUL can never change
+/// the filter's meaning (automx2 formats the raw address into its filter,
+/// so a `*` in a local part becomes a wildcard).
+fn ldap_filter(filter: &str, local_part: &str, domain: &str) -> String {
+    let mut out = String::with_capacity(filter.len() + 64);
+    let mut chars = filter.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('s') => {
+                out.push_str(&escape_filter_value(local_part));
+                out.push('@');
+                out.push_str(&escape_filter_value(domain));
+            }
+            Some('u') => out.push_str(&escape_filter_value(local_part)),
+            Some('d') => out.push_str(&escape_filter_value(domain)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// RFC 4515 section 3: `*`, `(`, `)`, `\` and NUL as `\XX`; everything
+/// else (UTF-8 included) stays as it is.
+fn escape_filter_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_values_are_escaped_per_rfc_4515() {
+        assert_eq!(escape_filter_value("plain.user"), "plain.user");
+        assert_eq!(escape_filter_value("*"), "\\2a");
+        assert_eq!(
+            escape_filter_value("a*b(c)d\\e\0f"),
+            "a\\2ab\\28c\\29d\\5ce\\00f"
+        );
+        assert_eq!(escape_filter_value("jörg"), "jörg");
+        // A backslash from the address is escaped like any other.
+        assert_eq!(escape_filter_value("\\2a"), "\\5c2a");
+    }
+
+    #[test]
+    fn placeholders_are_filled_with_escaped_values() {
+        assert_eq!(
+            ldap_filter(
+                "(&(objectClass=inetOrgPerson)(mail=%s))",
+                "a*",
+                "example.com"
+            ),
+            "(&(objectClass=inetOrgPerson)(mail=a\\2a@example.com))"
+        );
+        assert_eq!(
+            ldap_filter("(|(uid=%u)(mail=%u@%d))(x=100%%)", "*)(uid=*", "ex.org"),
+            "(|(uid=\\2a\\29\\28uid=\\2a)(mail=\\2a\\29\\28uid=\\2a@ex.org))(x=100%)"
+        );
+        // The escaped filter parses, and as one equality match.
+        assert!(ldap3::parse_filter(ldap_filter("(mail=%s)", "*)(|(a=*", "x.org")).is_ok());
     }
 }
