@@ -484,8 +484,8 @@ pub fn doctor(
 /// `check --online`: every domain source run once. Lines to print, and
 /// whether every source answered.
 pub fn check_sources_online(config: &Config) -> (Vec<String>, bool) {
-    if config.domain_sources.is_empty() {
-        return (vec!["no domain sources to run".to_owned()], true);
+    if config.domain_sources.is_empty() && config.user_sources.is_empty() {
+        return (vec!["no domain or user sources to run".to_owned()], true);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -524,5 +524,55 @@ pub fn check_sources_online(config: &Config) -> (Vec<String>, bool) {
             }
         }
     }
+    for source in &config.user_sources {
+        let (line, ok) = runtime.block_on(check_user_source(config, source));
+        all_ok &= ok;
+        lines.push(line);
+    }
     (lines, all_ok)
+}
+
+/// One lookup through a `[provider.users_from]` directory, for a sample
+/// address (postmaster@ the provider's first domain: every mail domain has
+/// one, RFC 5321 section 4.5.1), with the error shown, not served around.
+async fn check_user_source(
+    config: &Config,
+    source: &crate::config::users::UserSource,
+) -> (String, bool) {
+    /// `check` waits longer than a request would: this is a diagnosis.
+    const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    let provider = &config.providers[source.provider];
+    let domain = config
+        .domains()
+        .find(|(_, p)| p.id == provider.id)
+        .map_or_else(|| provider.id.clone(), |(d, _)| d.to_owned());
+    let sample = format!("postmaster@{domain}");
+    let prefix = format!("provider {}: users_from {}", provider.id, source.describe());
+    let Ok(address) = crate::address::EmailAddress::parse(&sample) else {
+        return (format!("{prefix}: no sample address to look up"), true);
+    };
+    let directory = crate::directory::backend(source);
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(CHECK_TIMEOUT, directory.lookup(&address)).await {
+        Ok(Ok(found)) => (
+            format!(
+                "{prefix}: answered in {} ms ({sample}: {})",
+                started.elapsed().as_millis(),
+                if found.is_some() {
+                    "found"
+                } else {
+                    "not in the directory"
+                }
+            ),
+            true,
+        ),
+        Ok(Err(e)) => (format!("{prefix}: FAILED: {e}"), false),
+        Err(_) => (
+            format!(
+                "{prefix}: FAILED: no answer within {} s",
+                CHECK_TIMEOUT.as_secs()
+            ),
+            false,
+        ),
+    }
 }

@@ -35,7 +35,13 @@ pub trait Directory: Send + Sync {
 
 /// A directory for a configured source, wrapped in [`Guarded`].
 pub fn open(source: &UserSource) -> Guarded {
-    let inner: Box<dyn Directory> = match &source.kind {
+    Guarded::new(backend(source), source)
+}
+
+/// The bare backend, without deadline, cache or fail-open: for
+/// `check --online`, which wants to see the error.
+pub fn backend(source: &UserSource) -> Box<dyn Directory> {
+    match &source.kind {
         UserSourceKind::MapFile { path } => Box::new(map_file::MapFile::new(path.clone())),
         UserSourceKind::Sql {
             url,
@@ -67,8 +73,7 @@ pub fn open(source: &UserSource) -> Guarded {
             filter.clone(),
             attributes.clone(),
         )),
-    };
-    Guarded::new(inner, source)
+    }
 }
 
 /// The directories of the current config, by provider id. Rebuilt (caches

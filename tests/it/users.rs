@@ -157,6 +157,34 @@ fn map_file_users_get_their_own_values_and_others_the_defaults() {
     let (status, body) = d.thunderbird("bob@example.com");
     assert_eq!(status, 200);
     assert_eq!(body, default_answer(dir.path(), "bob@example.com"));
+
+    // `check --online` looks a sample address up and shows what the
+    // directory did; a broken one fails the check with its error.
+    let online = |cfg: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+            .args(["check", "--online", "-c"])
+            .arg(cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = online(&cfg);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("users_from map file")
+            && out.contains("postmaster@example.com: not in the directory"),
+        "{out}"
+    );
+    std::fs::write(&map, "this is [not toml").unwrap();
+    let (ok, out) = online(&cfg);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("users_from map file") && out.contains("FAILED"),
+        "{out}"
+    );
 }
 
 #[test]
