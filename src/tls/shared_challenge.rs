@@ -6,9 +6,10 @@
 //!
 //! Looked up on every validation, not cached: a new order for the same name
 //! brings a new answer, and validations are rare (a few per order). Only for
-//! plausible names and tokens, a few lookups at a time (`MAX_IN_FLIGHT`), each
-//! with a deadline: a flood of fake validations cannot queue up database
-//! calls. When the store is down, whatever the resolver holds answers.
+//! plausible names and tokens, a bounded number at a time (`MAX_IN_FLIGHT`;
+//! the others wait for a slot), each with a deadline: a flood of fake
+//! validations cannot pile up database calls. When the store is down,
+//! whatever the resolver holds answers.
 //!
 //! TLS-ALPN-01 (the default) is answered even for a domain this node does
 //! not list yet; an HTTP-01 request is routed only for known host names, so
@@ -22,9 +23,12 @@ use tokio::sync::Semaphore;
 use super::CertResolver;
 use crate::store::{ChallengeKind, Store};
 
-/// Lookups running at once; more are answered from memory only.
-const MAX_IN_FLIGHT: usize = 8;
-/// Longest a validation waits for the store.
+/// Lookups running at once; more wait for a slot (within `LOOKUP_TIMEOUT`).
+/// A CA validates every name from several vantage points at once (Let's
+/// Encrypt and Pebble: 3+), so a few orders starting together already bring
+/// dozens of lookups.
+const MAX_IN_FLIGHT: usize = 32;
+/// Longest a validation waits for a slot and the store together.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// An installed answer is withdrawn again after this (the CA is done by then).
 const KEEP_FOR: Duration = Duration::from_secs(120);
@@ -105,19 +109,24 @@ impl SharedChallenges {
         if !(plausible_name && plausible_token) {
             return None;
         }
-        let permit = self.slots.clone().try_acquire_owned().ok()?;
-        let (store, n, t) = (
+        let (slots, store, n, t) = (
+            self.slots.clone(),
             self.store.clone(),
             name.to_owned(),
             token.map(str::to_owned),
         );
-        let lookup = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            store.challenge(kind, &n, t.as_deref())
-        });
+        let lookup = async move {
+            let permit = slots.acquire_owned().await.ok()?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                store.challenge(kind, &n, t.as_deref())
+            })
+            .await
+            .ok()
+        };
         match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-            Ok(Ok(Ok(found))) => found,
-            Ok(Ok(Err(e))) => {
+            Ok(Some(Ok(found))) => found,
+            Ok(Some(Err(e))) => {
                 tracing::debug!(name = %name, error = %e, "shared challenge lookup failed");
                 None
             }

@@ -106,6 +106,16 @@ impl Health {
 
     /// Logs the database going away and coming back, once each.
     pub(crate) fn note(&self, ok: bool) {
+        if !ok {
+            // A failure is a probe too: the next one waits PROBE_EVERY
+            // (without this, the first calls after a failed start each
+            // waited out the pool's connect timeout).
+            *self
+                .last_probe
+                .lock()
+                .expect("probe lock is never poisoned: no panics while held") =
+                Some(std::time::Instant::now());
+        }
         let was = self.up.send_replace(ok);
         if was && !ok {
             tracing::warn!(url = %self.url, "shared state database unreachable: serving from memory and the local copy, retrying");
