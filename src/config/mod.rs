@@ -6,6 +6,7 @@
 
 mod raw;
 pub mod sources;
+pub mod state;
 mod standards;
 pub mod users;
 mod validate;
@@ -31,6 +32,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub acme: AcmeConfig,
     pub limits: LimitsConfig,
+    /// `[state]`: sled on this node, or PostgreSQL shared by several.
+    pub state: state::StateBackend,
     pub providers: Vec<Provider>,
     /// Client quirks the operator should know about; never fatal.
     pub warnings: Vec<Problem>,

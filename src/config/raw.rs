@@ -21,6 +21,21 @@ pub struct RawConfig {
     pub provider: Vec<RawProvider>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub state: RawState,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[state]`: which store holds certificates and the ACME account.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub url: Option<String>,
+    pub password_file: Option<String>,
+    pub encryption_key_file: Option<String>,
+    pub node: Option<String>,
+    pub lease_secs: Option<i64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

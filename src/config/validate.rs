@@ -82,6 +82,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     let tls = tls_section(raw.tls, &mut p);
     let acme = acme_section(raw.acme, &mut p);
     let limits = limits_section(raw.limits, &mut p);
+    let state = super::state::state_section(raw.state, &mut p);
 
     if raw.provider.is_empty() {
         p.error("provider", "at least one [[provider]] is required");
@@ -154,6 +155,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         tls,
         acme,
         limits,
+        state,
         providers,
         warnings: p.warnings,
         by_domain,

@@ -1,114 +1,10 @@
-//! Durable state: the ACME account, certificates with their keys, and each
-//! domain's issuance status, behind the small `Store` trait so that a shared
-//! backend can replace sled without touching the rest.
-//!
-//! Contract: a `put_*` returns only after the write is flushed to disk (sled
-//! without flush lost thousands of acknowledged writes to kill -9 in the
-//! research runs), so whatever the caller does next may rely on it. Values are
-//! JSON. Certificates and statuses are keyed by mail domain *and* issuer (the
-//! ACME directory URL, or "local"), `DOMAIN|ISSUER`, so that certificates from
-//! two CAs never mix (STYLE.md section 10); records written before that, keyed
-//! by the domain alone, are still read, for their own issuer only. The
-//! database directory is created 0700 because it holds private keys.
-//!
-//! The store is a copy, not the authority, for anything the certificate
-//! manager decides with: a write that fails (full or read-only disk) must not
-//! change what the running daemon does. Callers on the async runtime run these
-//! (blocking, fsyncing) calls through `spawn_blocking`.
+//! The embedded, single-node backend: sled 0.34.7 in `state_dir/db`.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("state database {}", .path.display())]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
-    #[error("creating state directory {}", .path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state database")]
-    Db(#[from] sled::Error),
-    #[error("state database closed after a write error; it is reopened at the next write")]
-    Closed,
-    #[error("corrupt record {key} in tree {tree}")]
-    Corrupt {
-        tree: &'static str,
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// A certificate as issued, with its private key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertRecord {
-    /// The DNS names it covers.
-    pub names: Vec<String>,
-    /// PKCS#8 private key, PEM.
-    pub key_pem: String,
-    /// Leaf first, then intermediates, PEM.
-    pub chain_pem: String,
-    /// Unix seconds.
-    pub not_before: i64,
-    pub not_after: i64,
-    /// The issuer's distinguished name, for `mailconfd certs`.
-    pub issuer: String,
-    /// ACME directory (or "local") that issued it.
-    pub source: String,
-}
-
-/// Issuance bookkeeping for one mail domain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DomainStatus {
-    /// Failed attempts since the last success.
-    pub failures: u32,
-    /// Unix seconds of the last failed validation attempts (kept for the
-    /// per-hour failed-validation budget).
-    pub recent_failures: Vec<i64>,
-    pub last_error: Option<String>,
-    /// Unix seconds; none = as soon as the queue allows.
-    pub next_attempt: Option<i64>,
-    pub last_attempt: Option<i64>,
-}
-
-/// What the certificate manager needs from durable storage.
-pub trait Store: Send + Sync {
-    /// The serialized ACME account for a directory URL.
-    fn account(&self, directory_url: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn put_account(&self, directory_url: &str, credentials: &[u8]) -> Result<(), StoreError>;
-    /// The certificate `issuer` (a directory URL or "local") issued for `domain`.
-    fn cert(&self, domain: &str, issuer: &str) -> Result<Option<CertRecord>, StoreError>;
-    /// Stores `record` under its own issuer (`record.source`).
-    fn put_cert(&self, domain: &str, record: &CertRecord) -> Result<(), StoreError>;
-    /// Every stored certificate for `domain`, whichever CA issued it.
-    fn certs_for(&self, domain: &str) -> Result<Vec<CertRecord>, StoreError>;
-    fn status(&self, domain: &str, issuer: &str) -> Result<Option<DomainStatus>, StoreError>;
-    fn put_status(
-        &self,
-        domain: &str,
-        issuer: &str,
-        status: &DomainStatus,
-    ) -> Result<(), StoreError>;
-    /// A small blob by name (e.g. the local CA), flushed like everything else.
-    fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError>;
-    /// Waits for every write to reach the disk.
-    fn flush(&self) -> Result<(), StoreError>;
-    /// After a failed write (e.g. a full disk, now with space again): gets
-    /// the backend writable again if it needs help for that. A no-op when
-    /// nothing failed.
-    fn recover(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
+use super::{CertRecord, DomainStatus, Store, StoreError, create_private_dir, key};
 
 /// The sled 0.34.7 implementation.
 ///
@@ -120,6 +16,10 @@ pub struct SledStore {
     path: PathBuf,
     trees: std::sync::RwLock<Option<Trees>>,
     broken: std::sync::atomic::AtomicBool,
+    /// False for a cache of another store (sled's own background flush,
+    /// every 500 ms, is enough there, and deploying 100,000 certificates must
+    /// not cost 100,000 fsyncs).
+    flush_writes: bool,
 }
 
 struct Trees {
@@ -163,13 +63,27 @@ impl SledStore {
     /// # Errors
     /// The directory cannot be created, or the database is locked or broken.
     pub fn open(state_dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_at(state_dir, "db", true)
+    }
+
+    /// Opens (creating 0700) `state_dir/cache`: this node's copy of a shared
+    /// store's records, read when the shared store is unreachable.
+    ///
+    /// # Errors
+    /// As `open`.
+    pub fn open_cache(state_dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_at(state_dir, "cache", false)
+    }
+
+    fn open_at(state_dir: &Path, name: &str, flush_writes: bool) -> Result<SledStore, StoreError> {
         create_private_dir(state_dir)?;
-        let path = state_dir.join("db");
+        let path = state_dir.join(name);
         let trees = Trees::open(&path)?;
         Ok(SledStore {
             path,
             trees: std::sync::RwLock::new(Some(trees)),
             broken: std::sync::atomic::AtomicBool::new(false),
+            flush_writes,
         })
     }
 
@@ -209,7 +123,9 @@ impl SledStore {
         let result = self.read(|t| {
             let tree = tree(t);
             tree.insert(key, value)?;
-            tree.flush()?;
+            if self.flush_writes {
+                tree.flush()?;
+            }
             Ok(())
         });
         if result.is_err() {
@@ -217,63 +133,6 @@ impl SledStore {
         }
         result
     }
-}
-
-/// `DOMAIN|ISSUER`: a domain name never contains `|`, so a prefix scan for
-/// `DOMAIN|` finds exactly that domain's records.
-fn key(domain: &str, issuer: &str) -> String {
-    format!("{domain}|{issuer}")
-}
-
-/// Replaces `path` with `bytes` so that after a crash or power loss it holds
-/// either the old or the new content, never an empty or half file: write a
-/// temporary file, fsync it, rename it over `path`, fsync the directory.
-///
-/// # Errors
-/// Any step fails (full or read-only disk); `path` is then untouched.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
-    let tmp = dir.join(name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    let err = |source| StoreError::CreateDir {
-        path: dir.to_owned(),
-        source,
-    };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
-    }
-    // Existing directories (e.g. made by systemd's StateDirectory=) are tightened too.
-    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
-            .map_err(err)?;
-    }
-    Ok(())
 }
 
 impl Store for SledStore {
@@ -350,6 +209,54 @@ impl Store for SledStore {
         })
     }
 
+    fn dump(&self) -> Result<super::dump::Dump, StoreError> {
+        self.read(|t| {
+            let mut dump = super::dump::Dump::new();
+            for item in t.accounts.iter() {
+                let (k, v) = item?;
+                dump.push_account(&String::from_utf8_lossy(&k), &v);
+            }
+            for item in t.certs.iter() {
+                let (k, v) = item?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let record: CertRecord =
+                    serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                        tree: "certs",
+                        key: key.clone(),
+                        source,
+                    })?;
+                // Records from before keys named the issuer are keyed by domain alone.
+                let domain = super::dump::split_key(&key).map_or(key.as_str(), |(d, _)| d);
+                dump.certs.push(super::dump::Cert {
+                    domain: domain.to_owned(),
+                    record,
+                });
+            }
+            for item in t.status.iter() {
+                let (k, v) = item?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let Some((domain, issuer)) = super::dump::split_key(&key) else {
+                    continue;
+                };
+                let status = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
+                    tree: "status",
+                    key: key.clone(),
+                    source,
+                })?;
+                dump.statuses.push(super::dump::Status {
+                    domain: domain.to_owned(),
+                    issuer: issuer.to_owned(),
+                    status,
+                });
+            }
+            for item in t.blobs.iter() {
+                let (k, v) = item?;
+                dump.push_blob(&String::from_utf8_lossy(&k), &v);
+            }
+            Ok(dump)
+        })
+    }
+
     fn recover(&self) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         if !self.broken.load(Ordering::SeqCst) {
@@ -370,5 +277,3 @@ impl Store for SledStore {
     }
 }
 
-#[cfg(test)]
-mod tests;
