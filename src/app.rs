@@ -25,6 +25,7 @@ use crate::server::{self, Listener};
 use crate::signals;
 use crate::sources;
 use crate::store::{SledStore, Store};
+use crate::tls::shared_challenge::SharedChallenges;
 use crate::tls::{CertResolver, EdgeHooks, TlsAcceptor};
 use crate::{reload, systemd};
 
@@ -123,6 +124,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let state_dir = config.server.state_dir.clone();
     let acme_config = config.acme.clone();
     let key_type = config.tls.key_type;
+    let state_backend = config.state.clone();
     let config = Arc::new(config);
     let (config_tx, config_rx) = watch::channel(config.clone());
     // Domain sources: the file's config plus every source's list, fetched
@@ -137,6 +139,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut manager_task = None;
     let mut store_for_shutdown: Option<Arc<dyn Store>> = None;
     let mut status_counts: Option<watch::Receiver<StatusCounts>> = None;
+    let mut shared_challenges = None;
+    let mut store_up: Option<watch::Receiver<bool>> = None;
     match tls_mode {
         TlsMode::Off => {}
         TlsMode::Files => {
@@ -145,8 +149,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
         TlsMode::Acme | TlsMode::Local => {
-            let store: Arc<dyn Store> =
-                Arc::new(SledStore::open(&state_dir).context("opening the state database")?);
+            let opened = open_store(&state_backend, &state_dir)?;
+            let store = opened.store;
+            if store.is_shared() {
+                shared_challenges = Some(Arc::new(SharedChallenges::new(
+                    store.clone(),
+                    resolver.clone(),
+                )));
+            }
+            if let Some(up) = opened.up {
+                spawn_store_gauge(up.clone(), metrics.clone(), shutdown.clone());
+                store_up = Some(up);
+            }
             let issuer: Arc<dyn Issuer> = if tls_mode == TlsMode::Local {
                 let local = LocalIssuer::open(&store, &state_dir, key_type)?;
                 tracing::info!(ca_file = %local::ca_file(&state_dir).display(), "local CA: clients must trust this file");
@@ -162,7 +176,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     .with_metrics(metrics.clone()),
                 )
             };
-            let manager = Manager::new(
+            let mut manager = Manager::new(
                 store.clone(),
                 resolver.clone(),
                 issuer,
@@ -170,6 +184,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 state_dir.clone(),
             )
             .with_metrics(metrics.clone());
+            if let Some(changes) = opened.changes {
+                manager = manager.with_changes(changes);
+            }
             manager.deploy_stored();
             status_counts = Some(manager.status_counts());
             // The local CA has no rate limits: only CPU bounds it.
@@ -197,8 +214,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         listeners.push(Listener { tcp, tls: None });
     }
     if !bound.https.is_empty() {
-        let acceptor: Arc<dyn server::Acceptor> =
-            Arc::new(TlsAcceptor::new(resolver.clone()).with_metrics(metrics.clone()));
+        let acceptor: Arc<dyn server::Acceptor> = Arc::new(match &shared_challenges {
+            Some(shared) => TlsAcceptor::new(resolver.clone())
+                .with_metrics(metrics.clone())
+                .with_shared_challenges(shared.clone()),
+            None => TlsAcceptor::new(resolver.clone()).with_metrics(metrics.clone()),
+        });
         for tcp in bound.https {
             tracing::info!(listen = %display_addr(&tcp), scheme = "https", "listening");
             listeners.push(Listener {
@@ -212,6 +233,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     } else {
         Arc::new(EdgeHooks {
             resolver: resolver.clone(),
+            shared: shared_challenges.clone(),
         })
     };
     let metrics_listen = config_rx.borrow().server.metrics_listen;
@@ -219,14 +241,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let listener = bind(addr).await?;
         tracing::info!(listen = %display_addr(&listener), scheme = "http", "metrics listening");
         let notes_publisher = publisher.clone();
+        let notes_store_up = store_up.clone();
         let notes: metrics::ReadyNotes = Arc::new(move || {
-            notes_publisher
+            let mut notes: Vec<String> = notes_publisher
                 .failing()
                 .into_iter()
                 .map(|(id, e)| {
                     format!("domain source of provider {id} failing (last good list served): {e}")
                 })
-                .collect()
+                .collect();
+            if notes_store_up.as_ref().is_some_and(|up| !*up.borrow()) {
+                notes.push(
+                    "shared state database unreachable: serving from memory, no orders until it returns"
+                        .to_owned(),
+                );
+            }
+            notes
         });
         tokio::spawn(metrics::serve(
             listener,
@@ -492,6 +522,58 @@ fn spawn_status_updates(
             if line != last {
                 systemd::status(&line);
                 last = line;
+            }
+        }
+    });
+}
+
+/// The configured state store, and with a shared one its change feed and
+/// reachability.
+struct OpenedStore {
+    store: Arc<dyn Store>,
+    changes: Option<tokio::sync::mpsc::Receiver<String>>,
+    up: Option<watch::Receiver<bool>>,
+}
+
+fn open_store(
+    backend: &crate::config::state::StateBackend,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<OpenedStore> {
+    use crate::config::state::StateBackend;
+    match backend {
+        StateBackend::Sled => Ok(OpenedStore {
+            store: Arc::new(SledStore::open(state_dir).context("opening the state database")?),
+            changes: None,
+            up: None,
+        }),
+        StateBackend::Postgres(settings) => {
+            let store = crate::store::PostgresStore::open(settings, state_dir)
+                .context("opening the shared state database")?;
+            let changes = store.changes();
+            let up = store.up();
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                changes: Some(changes),
+                up: Some(up),
+            })
+        }
+    }
+}
+
+/// Mirrors the shared store's reachability into `state_store_up`.
+fn spawn_store_gauge(
+    mut up: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            metrics
+                .state_store_up
+                .set(i64::from(*up.borrow_and_update()));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = up.changed() => if changed.is_err() { return },
             }
         }
     });

@@ -85,6 +85,11 @@ pub enum Command {
         #[arg(long)]
         pid: u32,
     },
+    /// Move the state (ACME account, certificates, statuses) between stores, e.g. from sled to PostgreSQL
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Print a [[provider]] TOML block equivalent to a Thunderbird config-v1.1.xml
     Import {
         /// A config-v1.1.xml file, e.g. from the ISPDB
@@ -100,6 +105,25 @@ pub enum Command {
     /// Print a shell completion script to stdout (packaging)
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Write everything the config's [state] store holds to a file (mode 0600: it holds private keys)
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file to write
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Read a file written by `state export` into the config's [state] store (no certificate is ordered again)
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A file written by `state export`
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -231,6 +231,44 @@ pub fn import(file: &Path) -> Result<String, CommandError> {
     import::import(&bytes).map_err(|e| CommandError::Other(format!("{}: {e}", file.display())))
 }
 
+/// `state export` / `state import`.
+pub fn state(action: crate::cli::StateAction) -> Result<String, CommandError> {
+    use crate::cli::StateAction;
+    use crate::store::dump;
+    let other = |e: anyhow::Error| CommandError::Other(format!("{e:#}"));
+    match action {
+        StateAction::Export { config, output } => {
+            let config = config::load(&config.path)?;
+            let store = open_state_store(&config)?;
+            let counts = dump::export(store.as_ref(), &output).map_err(other)?;
+            Ok(format!("exported {counts} to {}\n", output.display()))
+        }
+        StateAction::Import { config, file } => {
+            let config = config::load(&config.path)?;
+            let store = open_state_store(&config)?;
+            let counts = dump::import(store.as_ref(), &file).map_err(other)?;
+            Ok(format!("imported {counts} from {}\n", file.display()))
+        }
+    }
+}
+
+/// The config's `[state]` store, for a one-shot command.
+fn open_state_store(config: &Config) -> Result<Box<dyn crate::store::Store>, CommandError> {
+    use crate::config::state::StateBackend;
+    match &config.state {
+        StateBackend::Sled => crate::store::SledStore::open(&config.server.state_dir)
+            .map(|s| Box::new(s) as Box<dyn crate::store::Store>)
+            .map_err(|e| {
+                CommandError::Other(format!(
+                    "{e:#} (is the daemon running? stop it first: sled allows one process)"
+                ))
+            }),
+        StateBackend::Postgres(settings) => crate::store::PostgresStore::open_uncached(settings)
+            .map(|s| Box::new(s) as Box<dyn crate::store::Store>)
+            .map_err(|e| CommandError::Other(format!("{e:#}"))),
+    }
+}
+
 /// `certs`: the certificate report, from the database, or from the daemon's
 /// `certs.json` while it holds the database lock.
 pub fn certs(path: &Path) -> Result<String, CommandError> {
@@ -262,13 +300,24 @@ pub fn certs(path: &Path) -> Result<String, CommandError> {
             Ok(out)
         }
         TlsMode::Acme | TlsMode::Local => {
-            let rows = match crate::store::SledStore::open(state_dir) {
-                Ok(store) => report::rows(&config, &store, crate::certs::unix_now()),
-                Err(open_error) => report::read_snapshot(state_dir).map_err(|e| {
-                    CommandError::Other(format!(
-                        "{open_error:#}; and no report from a running daemon: {e}"
-                    ))
-                })?,
+            let shared = !matches!(config.state, crate::config::state::StateBackend::Sled);
+            // A node of several: the running daemon's view first (it knows
+            // what it serves); the shared database when no daemon runs here.
+            let snapshot = if shared {
+                report::read_snapshot(state_dir).ok()
+            } else {
+                None
+            };
+            let rows = match snapshot {
+                Some(rows) => rows,
+                None => match open_state_store(&config) {
+                    Ok(store) => report::rows(&config, store.as_ref(), crate::certs::unix_now()),
+                    Err(open_error) => report::read_snapshot(state_dir).map_err(|e| {
+                        CommandError::Other(format!(
+                            "{open_error}; and no report from a running daemon: {e}"
+                        ))
+                    })?,
+                },
             };
             let mut out = report::format_table(&rows);
             out.push_str(&source_lines(&config));

@@ -102,6 +102,10 @@ fn main() -> ExitCode {
             ),
             Err(e) => fail(&e.to_string(), 1),
         },
+        Command::State { action } => match commands::state(action) {
+            Ok(text) => write_stdout(text.as_bytes()),
+            Err(e) => command_failed(e),
+        },
         Command::Import { file } => match commands::import(&file) {
             Ok(text) => write_stdout(text.as_bytes()),
             Err(e) => command_failed(e),

@@ -250,6 +250,8 @@ pub struct Metrics {
     pub acme_http_requests: Family<StatusLabels, Counter>,
     pub issuance_queue_depth: Gauge,
     pub reloads: Family<OutcomeLabels, Counter>,
+    /// 0 while a shared state database is unreachable (`[state]`).
+    pub state_store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -335,6 +337,13 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        let state_store_up = Gauge::default();
+        state_store_up.set(1);
+        registry.register(
+            "state_store_up",
+            "1 while the state store answers; 0 while a shared PostgreSQL store is unreachable",
+            state_store_up.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -349,6 +358,7 @@ impl Metrics {
             acme_http_requests,
             issuance_queue_depth,
             reloads,
+            state_store_up,
         }
     }
 

@@ -19,8 +19,8 @@ mod http;
 
 use super::{IssueError, Issued, Issuer, RenewalWindow};
 use crate::config::{AcmeConfig, Challenge, KeyType};
-use crate::store::CertRecord;
 use crate::store::Store;
+use crate::store::{CertRecord, ChallengeAnswer, ChallengeKind};
 use crate::tls::CertResolver;
 use errors::{acme_error, problem_text, refused_replacement};
 
@@ -28,6 +28,11 @@ use errors::{acme_error, problem_text, refused_replacement};
 const ORDER_POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// Orders started at once for one domain when the CA keeps rejecting nonces.
 const MAX_ORDER_ATTEMPTS: u32 = 5;
+
+/// The lease name under which one node of several creates the ACME account.
+const ACCOUNT_LEASE: &str = "(acme account)";
+/// How long the other nodes wait for it.
+const ACCOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct AcmeIssuer {
     config: AcmeConfig,
@@ -80,16 +85,48 @@ impl AcmeIssuer {
     }
 
     /// The stored account, or a new one (created once, then stored and flushed).
+    /// The stored account. With a shared store, one node creates it: the
+    /// others wait (bounded) for it to appear rather than each registering
+    /// its own.
+    async fn stored_account(&self) -> Result<Option<Vec<u8>>, IssueError> {
+        let deadline = tokio::time::Instant::now() + ACCOUNT_WAIT;
+        loop {
+            let (store, url) = (self.store.clone(), self.config.directory_url.clone());
+            let looked = tokio::task::spawn_blocking(move || {
+                let stored = store.account(&url)?;
+                if stored.is_some() || !store.is_shared() {
+                    return Ok((stored, true));
+                }
+                // Ours to create when we hold the lease; read again under it.
+                if store.try_lease(ACCOUNT_LEASE, &url)? {
+                    return Ok((store.account(&url)?, true));
+                }
+                Ok((None, false))
+            })
+            .await
+            .map_err(|e| IssueError::new(e.to_string()))?
+            .map_err(|e: crate::store::StoreError| IssueError::new(format!("{e:#}")))?;
+            match looked {
+                (stored, true) => return Ok(stored),
+                (_, false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                _ => {
+                    return Err(IssueError::new(
+                        "another node is creating the ACME account and has not stored it yet",
+                    ));
+                }
+            }
+        }
+    }
+
     async fn account(&self) -> Result<Account, IssueError> {
         let mut slot = self.account.lock().await;
         if let Some(a) = &*slot {
             return Ok(a.clone());
         }
         let dir = &self.config.directory_url;
-        let stored = self
-            .store
-            .account(dir)
-            .map_err(|e| IssueError::new(format!("{e:#}")))?;
+        let stored = self.stored_account().await?;
         let account = match stored.filter(|b| !b.is_empty()) {
             Some(bytes) => {
                 let credentials: AccountCredentials = serde_json::from_slice(&bytes)
@@ -125,6 +162,13 @@ impl AcmeIssuer {
                     .map_err(|e| IssueError::new(e.to_string()))?
                     .map_err(|e| IssueError::new(format!("{e:#}")))?;
                 tracing::info!(directory = %dir, "ACME account created");
+                if self.store.is_shared() {
+                    let (store, url) = (self.store.clone(), dir.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        store.release_lease(ACCOUNT_LEASE, &url)
+                    })
+                    .await;
+                }
                 account
             }
         };
@@ -199,6 +243,8 @@ impl AcmeIssuer {
             resolver: &self.resolver,
             alpn: Vec::new(),
             http: Vec::new(),
+            shared: self.store.is_shared().then(|| self.store.clone()),
+            published: Vec::new(),
         };
         self.provision(&mut order, &mut provisioned).await?;
         let retry = RetryPolicy::new().timeout(ORDER_POLL_TIMEOUT);
@@ -251,11 +297,18 @@ impl AcmeIssuer {
                 IssueError::new(format!("the CA offers no {kind:?} challenge for {name}"))
             })?;
             let key_authorization = challenge.key_authorization();
-            match self.config.challenge {
+            let answer = match self.config.challenge {
                 Challenge::TlsAlpn01 => {
-                    let cert = alpn_challenge_cert(&name, key_authorization.digest().as_ref())?;
+                    let digest = key_authorization.digest();
+                    let cert = alpn_challenge_cert(&name, digest.as_ref())?;
                     self.resolver.set_alpn_challenge(&name, cert);
-                    provisioned.alpn.push(name);
+                    provisioned.alpn.push(name.clone());
+                    ChallengeAnswer {
+                        kind: ChallengeKind::TlsAlpn01,
+                        name,
+                        token: String::new(),
+                        value: hex::encode(digest.as_ref()),
+                    }
                 }
                 Challenge::Http01 => {
                     let token = challenge.token.clone();
@@ -264,8 +317,26 @@ impl AcmeIssuer {
                         &token,
                         key_authorization.as_str().to_owned(),
                     );
-                    provisioned.http.push((name, token));
+                    provisioned.http.push((name.clone(), token.clone()));
+                    ChallengeAnswer {
+                        kind: ChallengeKind::Http01,
+                        name,
+                        token,
+                        value: key_authorization.as_str().to_owned(),
+                    }
                 }
+            };
+            // Several nodes: the CA may ask any of them; each finds the
+            // answer in the shared store (tls::shared_challenge).
+            if let Some(store) = provisioned.shared.clone() {
+                let to_publish = answer.clone();
+                tokio::task::spawn_blocking(move || store.put_challenge(&to_publish))
+                    .await
+                    .map_err(|e| IssueError::new(e.to_string()))?
+                    .map_err(|e| {
+                        IssueError::new(format!("publishing the challenge to the other nodes: {e}"))
+                    })?;
+                provisioned.published.push(answer);
             }
             challenge.set_ready().await.map_err(acme_error)?;
         }
@@ -278,10 +349,24 @@ struct Provisioned<'r> {
     resolver: &'r CertResolver,
     alpn: Vec<String>,
     http: Vec<(String, String)>,
+    /// The shared store answers were published to (several nodes).
+    shared: Option<Arc<dyn Store>>,
+    published: Vec<ChallengeAnswer>,
 }
 
 impl Drop for Provisioned<'_> {
     fn drop(&mut self) {
+        if let (Some(store), false) = (self.shared.take(), self.published.is_empty()) {
+            let answers = std::mem::take(&mut self.published);
+            // Best effort: unwithdrawn answers expire in the store by themselves.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn_blocking(move || {
+                    for a in &answers {
+                        let _ = store.clear_challenge(a);
+                    }
+                });
+            }
+        }
         for name in &self.alpn {
             self.resolver.clear_alpn_challenge(name);
         }
@@ -293,7 +378,7 @@ impl Drop for Provisioned<'_> {
 
 /// RFC 8737 §3: a self-signed certificate for `name` carrying the critical
 /// acmeIdentifier extension with the SHA-256 of the key authorization.
-fn alpn_challenge_cert(
+pub(crate) fn alpn_challenge_cert(
     name: &str,
     digest: &[u8],
 ) -> Result<Arc<rustls::sign::CertifiedKey>, IssueError> {

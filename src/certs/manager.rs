@@ -75,6 +75,16 @@ pub struct Manager {
     report_failing: bool,
     /// Orders and their failures are counted here when set.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Shared store: domains whose certificate another node stored.
+    changes: Option<mpsc::Receiver<String>>,
+}
+
+/// The next changed domain; pends forever without a change feed.
+async fn next_change(changes: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The names one mail domain's certificate must cover, by domain.
@@ -106,7 +116,15 @@ impl Manager {
             store_failing: false,
             report_failing: false,
             metrics: None,
+            changes: None,
         }
+    }
+
+    /// Serve certificates other nodes store, as the shared store reports them.
+    #[must_use]
+    pub fn with_changes(mut self, changes: mpsc::Receiver<String>) -> Manager {
+        self.changes = Some(changes);
+        self
     }
 
     /// Count finished orders (by result) and failures (by the CA's error type).
@@ -369,6 +387,10 @@ impl Manager {
                 }
                 Some((domain, outcome)) = done_rx.recv() => {
                     in_flight.remove(&domain);
+                    let placed_no_order = matches!(outcome, Outcome::Postponed { .. } | Outcome::Adopted(_));
+                    if placed_no_order && schedule.get(&domain).is_some_and(|(_, renewal)| !renewal) {
+                        bucket.give_back();
+                    }
                     self.finish(&domain, outcome).await;
                     // An order that ended after a reload removed (some of) its
                     // names must not have brought them back.
@@ -377,6 +399,16 @@ impl Manager {
                         schedule.insert(domain.clone(), self.due(&domain, names, unix_now()));
                     }
                     report_due = true;
+                }
+                Some(domain) = next_change(&mut self.changes) => {
+                    if let Some(names) = wanted.get(&domain).cloned()
+                        && self.take_stored(&domain, &names).await
+                    {
+                        if !in_flight.contains(&domain) {
+                            schedule.insert(domain.clone(), self.due(&domain, &names, unix_now()));
+                        }
+                        report_due = true;
+                    }
                 }
                 Some((domain, window)) = ari_rx.recv() => {
                     ari_in_flight.remove(&domain);
@@ -433,6 +465,30 @@ impl Manager {
             }
             Outcome::Dropped => {
                 self.statuses.remove(domain);
+                self.release_lease(domain).await;
+                return;
+            }
+            Outcome::Adopted(record) => {
+                self.adopt_record(domain, record);
+                self.release_lease(domain).await;
+                return;
+            }
+            Outcome::Postponed {
+                until,
+                status,
+                reason,
+            } => {
+                // Memory only: the store's copy is another node's to write.
+                let status = match status {
+                    Some(s) => self
+                        .statuses
+                        .entry(domain.to_owned())
+                        .insert_entry(s)
+                        .into_mut(),
+                    None => self.statuses.entry(domain.to_owned()).or_default(),
+                };
+                status.next_attempt = Some(status.next_attempt.unwrap_or(0).max(until));
+                tracing::debug!(domain = %domain, retry_in_secs = until - now, reason = %reason, "order postponed");
                 return;
             }
             Outcome::Failed(e) => {
@@ -453,6 +509,79 @@ impl Manager {
             tokio::task::spawn_blocking(move || store.put_status(&domain_owned, &issuer, &copy))
                 .await;
         self.note_write(persist::flatten(result));
+        // After the status: a node that takes the lease next sees the backoff.
+        self.release_lease(domain).await;
+    }
+
+    /// Shared store: lets other nodes order `domain` again.
+    async fn release_lease(&self, domain: &str) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let (store, d, issuer) = (
+            self.store.clone(),
+            domain.to_owned(),
+            self.issuer_name().to_owned(),
+        );
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || store.release_lease(&d, &issuer)).await
+        {
+            // It expires by itself after lease_secs.
+            tracing::debug!(domain = %domain, error = %e, "releasing the order lease failed");
+        }
+    }
+
+    /// Takes `record` (another node's, from the shared store) as this
+    /// domain's certificate, already served: its schedule starts over.
+    fn adopt_record(&mut self, domain: &str, record: CertRecord) {
+        self.statuses.insert(
+            domain.to_owned(),
+            DomainStatus {
+                last_attempt: self.statuses.get(domain).and_then(|s| s.last_attempt),
+                ..Default::default()
+            },
+        );
+        self.unsaved.remove(domain);
+        self.records.insert(domain.to_owned(), record);
+    }
+
+    /// The change feed said another node stored `domain`'s certificate: if
+    /// it is newer than ours, serve it. True when it was taken.
+    async fn take_stored(&mut self, domain: &str, names: &[String]) -> bool {
+        let (store, d, issuer) = (
+            self.store.clone(),
+            domain.to_owned(),
+            self.issuer_name().to_owned(),
+        );
+        let record = match tokio::task::spawn_blocking(move || store.cert(&d, &issuer)).await {
+            Ok(Ok(Some(r))) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(domain = %domain, error = %e, "reading a changed certificate failed; the next poll retries");
+                return false;
+            }
+            _ => return false,
+        };
+        if self
+            .records
+            .get(domain)
+            .is_some_and(|own| own.not_after >= record.not_after)
+        {
+            return false;
+        }
+        let served: Vec<String> = names
+            .iter()
+            .filter(|n| record.names.contains(n))
+            .cloned()
+            .collect();
+        self.resolver.set_domain_pem(
+            domain,
+            served,
+            record.chain_pem.clone(),
+            record.key_pem.clone(),
+        );
+        tracing::info!(domain = %domain, not_after = record.not_after, "serving a certificate another node stored");
+        self.adopt_record(domain, record);
+        true
     }
 
     /// When `domain` next needs an order, and whether that order is a renewal

@@ -6,8 +6,8 @@
 
 mod raw;
 pub mod sources;
-pub mod state;
 mod standards;
+pub mod state;
 pub mod users;
 mod validate;
 

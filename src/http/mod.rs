@@ -43,6 +43,15 @@ pub trait Hooks: Send + Sync {
     fn sign_profile(&self, _domain: &str, _profile: &[u8]) -> Option<Vec<u8>> {
         None
     }
+    /// Before an HTTP-01 answer is looked up: fetch one another node
+    /// published (several nodes share a store).
+    fn prepare_http01<'a>(
+        &'a self,
+        _host: &'a str,
+        _token: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// No ACME, no signing: `tls.mode = "off"`, and tests.
@@ -121,6 +130,12 @@ where
             };
             let now = time_of_day();
             let user = lookup_user(&incoming, &config, &shared.directories).await;
+            if let (Some(token), Some(host)) = (
+                incoming.path.strip_prefix("/.well-known/acme-challenge/"),
+                incoming.host,
+            ) {
+                shared.hooks.prepare_http01(host, token).await;
+            }
             let env = routes::Env {
                 redirect_plain_http: config.tls.mode != TlsMode::Off,
                 hooks: shared.hooks.as_ref(),

@@ -276,4 +276,3 @@ impl Store for SledStore {
         Ok(())
     }
 }
-

@@ -6,6 +6,7 @@
 
 pub mod certkey;
 pub mod resolver;
+pub mod shared_challenge;
 pub mod sign;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct TlsAcceptor {
     resolver: Arc<CertResolver>,
     /// Handshakes are counted here by result and version when set.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Several nodes: challenge answers other nodes published.
+    shared: Option<Arc<shared_challenge::SharedChallenges>>,
 }
 
 impl TlsAcceptor {
@@ -88,6 +91,7 @@ impl TlsAcceptor {
             challenge: Arc::new(challenge),
             resolver,
             metrics: None,
+            shared: None,
         }
     }
 
@@ -95,6 +99,16 @@ impl TlsAcceptor {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> TlsAcceptor {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Answer TLS-ALPN-01 validations for orders other nodes placed.
+    #[must_use]
+    pub fn with_shared_challenges(
+        mut self,
+        shared: Arc<shared_challenge::SharedChallenges>,
+    ) -> TlsAcceptor {
+        self.shared = Some(shared);
         self
     }
 }
@@ -110,6 +124,7 @@ impl Acceptor for TlsAcceptor {
         let challenge = self.challenge.clone();
         let resolver = self.resolver.clone();
         let metrics = self.metrics.clone();
+        let shared = self.shared.clone();
         let count = move |result: HandshakeResult, version: TlsVersion| {
             if let Some(m) = &metrics {
                 m.tls_handshakes
@@ -128,6 +143,10 @@ impl Acceptor for TlsAcceptor {
             let sni_known = hello.server_name().map(|name| resolver.serves_name(name));
             if challenge_only && !is_challenge {
                 return None;
+            }
+            if let (true, Some(shared), Some(name)) = (is_challenge, &shared, hello.server_name()) {
+                let name = name.to_owned();
+                shared.fetch_alpn(&name).await;
             }
             let config = if is_challenge { challenge } else { normal };
             let Ok(stream) = start.into_stream(config).await else {
@@ -171,6 +190,8 @@ impl Acceptor for TlsAcceptor {
 /// ACME HTTP-01 answers and profile signing, backed by the resolver.
 pub struct EdgeHooks {
     pub resolver: Arc<CertResolver>,
+    /// Several nodes: HTTP-01 answers other nodes published.
+    pub shared: Option<Arc<shared_challenge::SharedChallenges>>,
 }
 
 impl Hooks for EdgeHooks {
@@ -182,5 +203,17 @@ impl Hooks for EdgeHooks {
 
     fn sign_profile(&self, domain: &str, profile: &[u8]) -> Option<Vec<u8>> {
         sign::sign_for_domain(&self.resolver, domain, profile)
+    }
+
+    fn prepare_http01<'a>(
+        &'a self,
+        host: &'a str,
+        token: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(shared) = &self.shared {
+                shared.fetch_http(host, token).await;
+            }
+        })
     }
 }

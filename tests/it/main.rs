@@ -20,6 +20,7 @@ mod pim_discovery;
 mod service_manager;
 mod sources;
 mod sources_acme;
+mod state_store;
 mod support;
 mod thunderbird;
 mod users;

@@ -119,6 +119,12 @@ impl TokenBucket {
         }
     }
 
+    /// Returns a token taken for an order that was not placed after all
+    /// (another node held the domain's lease).
+    pub(super) fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.capacity);
+    }
+
     pub(super) fn next_token_at(&self) -> i64 {
         self.updated + ((1.0 - self.tokens).max(0.0) / self.per_sec).ceil() as i64
     }

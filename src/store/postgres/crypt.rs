@@ -109,7 +109,10 @@ mod tests {
         // Copied into another row: refused.
         assert!(c.open(&sealed, "cert|b.example|local").is_err());
         // Two seals of the same text differ (random nonces).
-        assert_ne!(sealed, c.seal(b"-----BEGIN PRIVATE KEY-----", "cert|a.example|local"));
+        assert_ne!(
+            sealed,
+            c.seal(b"-----BEGIN PRIVATE KEY-----", "cert|a.example|local")
+        );
     }
 
     #[test]

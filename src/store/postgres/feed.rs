@@ -26,6 +26,8 @@ pub struct Feed {
     pub pool: PgPool,
     pub node: String,
     pub tx: mpsc::Sender<String>,
+    /// The poll doubles as the database's heartbeat while the node is idle.
+    pub health: std::sync::Arc<super::Health>,
 }
 
 impl Feed {
@@ -58,7 +60,9 @@ impl Feed {
                     }
                 },
                 _ = poll.tick() => {
-                    match self.poll(newest).await {
+                    let polled = self.poll(newest).await;
+                    self.health.note(polled.is_ok());
+                    match polled {
                         Ok((rows, seen)) => {
                             newest = seen.or(newest);
                             for domain in rows {
@@ -74,7 +78,10 @@ impl Feed {
 
     /// False when the manager's queue was full (the next polls resend).
     fn send(&self, domain: String) -> bool {
-        !matches!(self.tx.try_send(domain), Err(mpsc::error::TrySendError::Full(_)))
+        !matches!(
+            self.tx.try_send(domain),
+            Err(mpsc::error::TrySendError::Full(_))
+        )
     }
 
     async fn listen(&self) -> Option<PgListener> {
@@ -117,10 +124,14 @@ impl Feed {
         )
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        let seen = rows.iter().map(|(_, t)| *t).fold(None, |m: Option<f64>, t| {
-            Some(m.map_or(t, |m| m.max(t)))
-        });
-        Ok((rows.into_iter().map(|(d, _)| d).collect(), seen.map(|s| s.max(since))))
+        let seen = rows
+            .iter()
+            .map(|(_, t)| *t)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        Ok((
+            rows.into_iter().map(|(d, _)| d).collect(),
+            seen.map(|s| s.max(since)),
+        ))
     }
 }
 

@@ -39,7 +39,7 @@ pub use crypt::Cipher;
 
 use super::dump::Dump;
 use super::{
-    ChallengeAnswer, ChallengeKind, CertRecord, DomainStatus, SledStore, Store, StoreError,
+    CertRecord, ChallengeAnswer, ChallengeKind, DomainStatus, SledStore, Store, StoreError,
 };
 use crate::config::state::PostgresState;
 
@@ -57,9 +57,29 @@ pub struct PostgresStore {
     node: String,
     lease_secs: u64,
     cipher: Option<Arc<Cipher>>,
-    cache: SledStore,
+    /// This node's copy (absent for one-shot commands, which must not
+    /// fight the running daemon for its lock).
+    cache: Option<SledStore>,
     schema_ready: AtomicBool,
+    health: Arc<Health>,
+}
+
+/// Whether the database answers, as the last call (or the feed's poll) saw.
+pub(crate) struct Health {
+    url: String,
     up: watch::Sender<bool>,
+}
+
+impl Health {
+    /// Logs the database going away and coming back, once each.
+    pub(crate) fn note(&self, ok: bool) {
+        let was = self.up.send_replace(ok);
+        if was && !ok {
+            tracing::warn!(url = %self.url, "shared state database unreachable: serving from memory and the local copy, retrying");
+        } else if !was && ok {
+            tracing::info!(url = %self.url, "shared state database reachable again");
+        }
+    }
 }
 
 impl PostgresStore {
@@ -73,13 +93,32 @@ impl PostgresStore {
     /// Bad password or key file, the cache cannot be opened, or the database
     /// is unreachable and nothing is cached.
     pub fn open(settings: &PostgresState, state_dir: &Path) -> anyhow::Result<PostgresStore> {
+        PostgresStore::open_with(settings, Some(state_dir))
+    }
+
+    /// For one-shot commands (`state export`, `certs`): no local cache, and
+    /// an unreachable database is an error.
+    ///
+    /// # Errors
+    /// As `open`.
+    pub fn open_uncached(settings: &PostgresState) -> anyhow::Result<PostgresStore> {
+        PostgresStore::open_with(settings, None)
+    }
+
+    fn open_with(
+        settings: &PostgresState,
+        state_dir: Option<&Path>,
+    ) -> anyhow::Result<PostgresStore> {
         let cipher = match &settings.encryption_key_file {
-            Some(path) => Some(Arc::new(Cipher::from_file(path).map_err(anyhow::Error::msg)?)),
+            Some(path) => Some(Arc::new(
+                Cipher::from_file(path).map_err(anyhow::Error::msg)?,
+            )),
             None => None,
         };
-        let mut options: PgConnectOptions = settings.url.parse().map_err(|e| {
-            anyhow::anyhow!("state.url {}: {e}", settings.describe())
-        })?;
+        let mut options: PgConnectOptions = settings
+            .url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("state.url {}: {e}", settings.describe()))?;
         if let Some(path) = &settings.password_file {
             let password = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("state.password_file {}: {e}", path.display()))?;
@@ -98,7 +137,7 @@ impl PostgresStore {
                 .acquire_timeout(OP_TIMEOUT)
                 .connect_lazy_with(options)
         };
-        let cache = SledStore::open_cache(state_dir)?;
+        let cache = state_dir.map(SledStore::open_cache).transpose()?;
         let store = PostgresStore {
             runtime: Some(runtime),
             pool,
@@ -108,19 +147,29 @@ impl PostgresStore {
             cipher,
             cache,
             schema_ready: AtomicBool::new(false),
-            up: watch::channel(true).0,
+            health: Arc::new(Health {
+                url: settings.describe(),
+                up: watch::channel(true).0,
+            }),
         };
         match store.ensure_schema() {
             Ok(()) => {
                 tracing::info!(url = %store.url, node = %store.node, schema = schema::CURRENT, "shared state database ready");
             }
             Err(e) => {
-                let cached = store.cache.dump().map(|d| d.certs.len()).unwrap_or(0);
+                let cached = store
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.dump().ok())
+                    .map_or(0, |d| d.certs.len());
                 if cached == 0 {
                     anyhow::bail!(
-                        "state.url {}: {e}; no local copy in {} to serve from meanwhile, so not starting",
+                        "state.url {}: {e}; no local copy{} to serve from meanwhile",
                         store.url,
-                        state_dir.join("cache").display()
+                        state_dir.map_or(String::new(), |d| format!(
+                            " in {}",
+                            d.join("cache").display()
+                        ))
                     );
                 }
                 tracing::warn!(url = %store.url, cached, error = %e, "shared state database unreachable at start; serving this node's local copy until it returns");
@@ -136,7 +185,7 @@ impl PostgresStore {
 
     /// True while the database answers; changes are logged once each way.
     pub fn up(&self) -> watch::Receiver<bool> {
-        self.up.subscribe()
+        self.health.up.subscribe()
     }
 
     /// Domains whose certificate another node stored, as they are stored
@@ -147,15 +196,14 @@ impl PostgresStore {
             pool: self.pool.clone(),
             node: self.node.clone(),
             tx,
+            health: self.health.clone(),
         };
         self.runtime().spawn(feed.run());
         rx
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives until drop")
+        self.runtime.as_ref().expect("the runtime lives until drop")
     }
 
     /// Runs `op` on this store's runtime with the deadline and waits for it.
@@ -176,21 +224,11 @@ impl PostgresStore {
             Ok(Err(_)) => Err(format!("no answer within {} s", OP_TIMEOUT.as_secs())),
             Err(_) => Err("the store's runtime stopped".to_owned()),
         };
-        self.note(outcome.is_ok());
+        self.health.note(outcome.is_ok());
         outcome.map_err(|reason| StoreError::Unavailable {
             url: self.url.clone(),
             reason,
         })
-    }
-
-    /// Logs the database going away and coming back, once each.
-    fn note(&self, ok: bool) {
-        let was = self.up.send_replace(ok);
-        if was && !ok {
-            tracing::warn!(url = %self.url, "shared state database unreachable: serving from memory and the local copy, retrying");
-        } else if !was && ok {
-            tracing::info!(url = %self.url, "shared state database reachable again");
-        }
     }
 
     /// Migrates once per process (again after a failure).
@@ -213,13 +251,15 @@ impl PostgresStore {
         keep: impl FnOnce(&SledStore, &T),
         cached: impl FnOnce(&SledStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match self.ensure_schema().and_then(|()| read()) {
-            Ok(value) => {
-                keep(&self.cache, &value);
+        match (self.ensure_schema().and_then(|()| read()), &self.cache) {
+            (Ok(value), cache) => {
+                if let Some(cache) = cache {
+                    keep(cache, &value);
+                }
                 Ok(value)
             }
-            Err(StoreError::Unavailable { .. }) => cached(&self.cache),
-            Err(e) => Err(e),
+            (Err(StoreError::Unavailable { .. }), Some(cache)) => cached(cache),
+            (Err(e), _) => Err(e),
         }
     }
 
@@ -242,7 +282,11 @@ impl PostgresStore {
         }
     }
 
-    fn cert_from_row(&self, domain: &str, row: &sqlx::postgres::PgRow) -> Result<CertRecord, StoreError> {
+    fn cert_from_row(
+        &self,
+        domain: &str,
+        row: &sqlx::postgres::PgRow,
+    ) -> Result<CertRecord, StoreError> {
         let issuer: String = row.get("issuer");
         let key = self.unseal(
             row.get("key"),
@@ -251,9 +295,14 @@ impl PostgresStore {
         )?;
         let names: String = row.get("names");
         Ok(CertRecord {
-            names: names.split(' ').filter(|n| !n.is_empty()).map(str::to_owned).collect(),
-            key_pem: String::from_utf8(key)
-                .map_err(|_| StoreError::Crypto(format!("cert|{domain}|{issuer}: key is not text")))?,
+            names: names
+                .split(' ')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            key_pem: String::from_utf8(key).map_err(|_| {
+                StoreError::Crypto(format!("cert|{domain}|{issuer}: key is not text"))
+            })?,
             chain_pem: row.get("chain_pem"),
             not_before: row.get("not_before"),
             not_after: row.get("not_after"),
@@ -332,7 +381,10 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.put_account(directory_url, credentials);
+        let _ = self
+            .cache
+            .as_ref()
+            .map(|c| c.put_account(directory_url, credentials));
         Ok(())
     }
 
@@ -380,7 +432,7 @@ impl Store for PostgresStore {
                 .await?;
             tx.commit().await
         })?;
-        let _ = self.cache.put_cert(domain, record);
+        let _ = self.cache.as_ref().map(|c| c.put_cert(domain, record));
         Ok(())
     }
 
@@ -409,11 +461,13 @@ impl Store for PostgresStore {
         self.read_or_cached(
             || {
                 let text: Option<String> = self.call(move |pool| async move {
-                    sqlx::query_scalar("SELECT status FROM mailconfd_status WHERE domain = $1 AND issuer = $2")
-                        .bind(d)
-                        .bind(i)
-                        .fetch_optional(&pool)
-                        .await
+                    sqlx::query_scalar(
+                        "SELECT status FROM mailconfd_status WHERE domain = $1 AND issuer = $2",
+                    )
+                    .bind(d)
+                    .bind(i)
+                    .fetch_optional(&pool)
+                    .await
                 })?;
                 text.map(|t| {
                     serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
@@ -450,7 +504,10 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.put_status(domain, issuer, status);
+        let _ = self
+            .cache
+            .as_ref()
+            .map(|c| c.put_status(domain, issuer, status));
         Ok(())
     }
 
@@ -464,8 +521,10 @@ impl Store for PostgresStore {
                         .fetch_optional(&pool)
                         .await
                 })?;
-                row.map(|r| self.unseal(r.get("value"), r.get("encrypted"), &format!("blob|{name}")))
-                    .transpose()
+                row.map(|r| {
+                    self.unseal(r.get("value"), r.get("encrypted"), &format!("blob|{name}"))
+                })
+                .transpose()
             },
             |cache, value| {
                 if let Some(v) = value {
@@ -491,13 +550,13 @@ impl Store for PostgresStore {
             .execute(&pool)
             .await
         })?;
-        let _ = self.cache.put_blob(name, value);
+        let _ = self.cache.as_ref().map(|c| c.put_blob(name, value));
         Ok(())
     }
 
     /// Every write is committed (hence durable) before it returns.
     fn flush(&self) -> Result<(), StoreError> {
-        self.cache.flush()
+        self.cache.as_ref().map_or(Ok(()), SledStore::flush)
     }
 
     fn recover(&self) -> Result<(), StoreError> {
@@ -516,16 +575,22 @@ impl Store for PostgresStore {
         })?;
         for r in &accounts {
             let url: String = r.get("directory_url");
-            let plain = self.unseal(r.get("credentials"), r.get("encrypted"), &format!("account|{url}"))?;
+            let plain = self.unseal(
+                r.get("credentials"),
+                r.get("encrypted"),
+                &format!("account|{url}"),
+            )?;
             dump.push_account(&url, &plain);
         }
         for (domain, record) in self.select_certs(None)? {
             dump.certs.push(super::dump::Cert { domain, record });
         }
         let statuses = self.call(|pool| async move {
-            sqlx::query("SELECT domain, issuer, status FROM mailconfd_status ORDER BY domain, issuer")
-                .fetch_all(&pool)
-                .await
+            sqlx::query(
+                "SELECT domain, issuer, status FROM mailconfd_status ORDER BY domain, issuer",
+            )
+            .fetch_all(&pool)
+            .await
         })?;
         for r in &statuses {
             let (domain, issuer, text): (String, String, String) =
@@ -535,7 +600,11 @@ impl Store for PostgresStore {
                 key: format!("{domain}|{issuer}"),
                 source,
             })?;
-            dump.statuses.push(super::dump::Status { domain, issuer, status });
+            dump.statuses.push(super::dump::Status {
+                domain,
+                issuer,
+                status,
+            });
         }
         let blobs = self.call(|pool| async move {
             sqlx::query("SELECT name, value, encrypted FROM mailconfd_blobs ORDER BY name")
@@ -585,12 +654,14 @@ impl Store for PostgresStore {
     fn release_lease(&self, domain: &str, issuer: &str) -> Result<(), StoreError> {
         let (d, i, node) = (domain.to_owned(), issuer.to_owned(), self.node.clone());
         self.call(move |pool| async move {
-            sqlx::query("DELETE FROM mailconfd_leases WHERE domain = $1 AND issuer = $2 AND owner = $3")
-                .bind(d)
-                .bind(i)
-                .bind(node)
-                .execute(&pool)
-                .await
+            sqlx::query(
+                "DELETE FROM mailconfd_leases WHERE domain = $1 AND issuer = $2 AND owner = $3",
+            )
+            .bind(d)
+            .bind(i)
+            .bind(node)
+            .execute(&pool)
+            .await
         })?;
         Ok(())
     }
@@ -647,12 +718,14 @@ impl Store for PostgresStore {
     fn clear_challenge(&self, answer: &ChallengeAnswer) -> Result<(), StoreError> {
         let a = answer.clone();
         self.call(move |pool| async move {
-            sqlx::query("DELETE FROM mailconfd_challenges WHERE kind = $1 AND name = $2 AND token = $3")
-                .bind(a.kind.as_str())
-                .bind(&a.name)
-                .bind(&a.token)
-                .execute(&pool)
-                .await
+            sqlx::query(
+                "DELETE FROM mailconfd_challenges WHERE kind = $1 AND name = $2 AND token = $3",
+            )
+            .bind(a.kind.as_str())
+            .bind(&a.name)
+            .bind(&a.token)
+            .execute(&pool)
+            .await
         })?;
         Ok(())
     }
