@@ -12,7 +12,7 @@
 //! - `server`: sockets, per-client caps and rates, a deadline per connection
 //!   phase, HTTP/2 limits, TLS handshakes, graceful shutdown
 //! - `signals`: SIGTERM/SIGINT -> shutdown, SIGHUP -> reload
-//! - `sources`: providers' domain lists from files and SQL, merged into the published config
+//! - `sources`: providers' domain lists from files, SQL and LDAP, merged into the published config
 //! - `reload`: applying a new config in the daemon; the `reload` command that waits for the outcome
 //! - `systemd`: READY/RELOADING/STOPPING/STATUS/WATCHDOG notifications and the accept-loop heartbeat
 //! - `tls`: SNI resolver, handshakes, ACME challenge answers, profile signing
@@ -21,7 +21,7 @@
 //! - `privileges`: dropping root after the ports are bound
 //! - `app`: wiring only
 //! - `cli`, `commands`: the command line and its one-shot commands
-//! - `directory`: per-user values (login, name, hosts) looked up by address, with deadline, cache and fail-open
+//! - `directory`: per-user values (login, name, hosts) looked up by address (map file, SQL, LDAP), with deadline, cache and fail-open
 //! - `doctor`: checks from the outside (DNS, CAA, HTTPS, mail servers' TLS) what clients will see
 #![forbid(unsafe_code)]
 

@@ -33,11 +33,17 @@ fn main() -> ExitCode {
                 for w in &cfg.warnings {
                     eprintln!("warning: {w}");
                 }
-                println!("{summary}");
+                // write_stdout, not println!: `check | head` must not panic.
+                let written = write_stdout(format!("{summary}\n").as_bytes());
+                if written != ExitCode::SUCCESS {
+                    return written;
+                }
                 if online {
                     let (lines, all_ok) = commands::check_sources_online(&cfg);
-                    for line in lines {
-                        println!("{line}");
+                    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+                    let written = write_stdout(text.as_bytes());
+                    if written != ExitCode::SUCCESS {
+                        return written;
                     }
                     if !all_ok {
                         return ExitCode::from(1);
@@ -90,7 +96,7 @@ fn main() -> ExitCode {
         },
         Command::Reload { config, pid } => match mailconfd::reload::request(&config.path, pid) {
             Ok(message) => {
-                println!("{message}");
+                let _ = writeln!(std::io::stdout(), "{message}");
                 ExitCode::SUCCESS
             }
             Err(mailconfd::reload::ReloadError::Refused(problems)) => fail(

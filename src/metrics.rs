@@ -38,6 +38,11 @@ pub enum Format {
     mta_sts,
     page,
     acme_challenge,
+    /// PACC's user-agent-configuration.json.
+    pacc,
+    /// The `/.well-known/jmap` redirect.
+    jmap,
+    /// No route: unknown paths.
     other,
 }
 

@@ -61,6 +61,7 @@ fn agrees_with_router(uri: &http::Uri, address: &EmailAddress) {
         redirect_plain_http: true,
         hooks: &NoHooks,
         time_of_day: "12:34:56.0000000",
+        user: None,
     };
     let reply = route(&incoming, router_config(), &env);
     let served = router_config()

@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
         redirect_plain_http: flags & 0x10 != 0,
         hooks: &NoHooks,
         time_of_day: "12:34:56.0000000",
+        user: None,
     };
     let reply = route(&incoming, router_config(), &env);
 

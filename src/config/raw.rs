@@ -118,17 +118,36 @@ pub struct RawProvider {
     pub unknown: Unknown,
 }
 
-/// `[provider.users_from]`: exactly one of `file`, `sql`.
+/// `[provider.users_from]`: exactly one of `file`, `sql`, `ldap`.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawUserSource {
     pub file: Option<String>,
     pub sql: Option<String>,
     pub password_file: Option<String>,
     pub query: Option<String>,
+    pub ldap: Option<String>,
+    pub base: Option<String>,
+    pub filter: Option<String>,
+    pub bind_dn: Option<String>,
+    pub starttls: Option<bool>,
+    pub ca_file: Option<String>,
+    pub attributes: Option<RawLdapAttributes>,
     pub timeout_ms: Option<i64>,
     pub cache_entries: Option<i64>,
     pub hit_ttl_secs: Option<i64>,
     pub miss_ttl_secs: Option<i64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `[provider.users_from.attributes]`: which LDAP attribute holds each value.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLdapAttributes {
+    pub login_name: Option<String>,
+    pub display_name: Option<String>,
+    pub imap_host: Option<String>,
+    pub pop3_host: Option<String>,
+    pub smtp_host: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -146,6 +165,7 @@ pub struct RawDomainSource {
     pub bind_dn: Option<String>,
     pub password_file: Option<String>,
     pub starttls: Option<bool>,
+    pub ca_file: Option<String>,
     pub refresh_secs: Option<i64>,
     #[serde(flatten)]
     pub unknown: Unknown,

@@ -45,6 +45,8 @@ pub enum SourceKind {
         bind_dn: Option<String>,
         bind_password_file: Option<PathBuf>,
         starttls: bool,
+        /// A private CA to trust besides the system's roots.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -103,6 +105,38 @@ pub(super) fn check_sql_url(key: &str, url: &str, p: &mut Problems) {
     }
 }
 
+/// LDAP settings shared by domain and user sources: a simple bind needs
+/// both the DN and the password file (an anonymous bind needs neither).
+pub(super) fn check_ldap(
+    key: &str,
+    (url, starttls): (&str, bool),
+    bind_dn: Option<&str>,
+    password_file: Option<&str>,
+    p: &mut Problems,
+) {
+    let host = url
+        .strip_prefix("ldap://")
+        .map(|rest| rest.split(['/', ':']).next().unwrap_or(""));
+    let loopback = |h: &str| h == "localhost" || h.starts_with("127.") || h.starts_with("[::1]");
+    if bind_dn.is_some() && !starttls && host.is_some_and(|h| !loopback(h)) {
+        p.warn(
+            format!("{key}.starttls"),
+            "the bind password would cross the network in clear text: set starttls = true or use ldaps://",
+        );
+    }
+    match (bind_dn, password_file) {
+        (Some(_), None) => p.error(
+            format!("{key}.password_file"),
+            "is required with bind_dn (the bind password, never in this file)",
+        ),
+        (None, Some(_)) => p.error(
+            format!("{key}.bind_dn"),
+            "is required with password_file (whom the password is for)",
+        ),
+        _ => {}
+    }
+}
+
 /// The URL as sqlx's `Any` driver takes it (MariaDB speaks MySQL's protocol).
 pub(super) fn sqlx_url(url: &str) -> String {
     url.replacen("mariadb://", "mysql://", 1)
@@ -137,6 +171,9 @@ pub(super) fn domain_source(
             }
         }
     };
+    if raw.ca_file.is_some() && raw.ldap.is_none() {
+        p.error(format!("{key}.ca_file"), "is for ldap sources only");
+    }
     let kind = if let Some(path) = raw.file {
         if raw.query.is_some() || raw.base.is_some() {
             p.error(key.to_owned(), "file takes no query, base or filter");
@@ -161,14 +198,26 @@ pub(super) fn domain_source(
         if starttls && url.starts_with("ldaps://") {
             p.error(format!("{key}.starttls"), "ldaps:// is already TLS");
         }
+        let filter = raw.filter.unwrap_or_else(|| "(objectClass=*)".to_owned());
+        check_ldap(
+            key,
+            (&url, starttls),
+            raw.bind_dn.as_deref(),
+            raw.password_file.as_deref(),
+            p,
+        );
+        if ldap3::parse_filter(&filter).is_err() {
+            p.error(format!("{key}.filter"), "is not an LDAP filter (RFC 4515)");
+        }
         SourceKind::Ldap {
             url,
             base: nonempty("base", raw.base, p)?,
-            filter: raw.filter.unwrap_or_else(|| "(objectClass=*)".to_owned()),
+            filter,
             attribute: nonempty("attribute", raw.attribute, p)?,
             bind_dn: raw.bind_dn,
             bind_password_file: raw.password_file.map(PathBuf::from),
             starttls,
+            ca_file: raw.ca_file.map(PathBuf::from),
         }
     };
     Some(DomainSource {

@@ -229,3 +229,57 @@ fn bare_domain_is_opt_in_per_provider_or_per_domain() {
         ["provider[0].bare_domain[0]: \"other.example\" is not one of this provider's domains"]
     );
 }
+
+#[test]
+fn state_defaults_to_sled_and_checks_the_postgres_settings() {
+    assert_eq!(parse(MINIMAL).unwrap().state, state::StateBackend::Sled);
+    let pg = format!(
+        "{MINIMAL}\n[state]\nbackend = \"postgres\"\nurl = \"postgresql://mailconfd@db.internal/mailconfd\"\nnode = \"node-a\"\n"
+    );
+    match parse(&pg).unwrap().state {
+        state::StateBackend::Postgres(s) => {
+            assert_eq!(s.node, "node-a");
+            assert_eq!(s.lease_secs, state::DEFAULT_LEASE_SECS);
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = format!(
+        "{MINIMAL}\n[state]\nbackend = \"postgres\"\nurl = \"mysql://x@db/m\"\nnode = \"a b\"\nlease_secs = 1\nsurprise = 1\n"
+    );
+    let found = problems(&bad).join("\n");
+    for key in [
+        "state.url",
+        "state.node",
+        "state.lease_secs",
+        "state.surprise",
+    ] {
+        assert!(found.contains(key), "{key} missing in {found}");
+    }
+    assert!(
+        problems(&format!("{MINIMAL}\n[state]\nbackend = \"postgres\"\n"))
+            .join("\n")
+            .contains("state.url: is required")
+    );
+    assert!(
+        problems(&format!("{MINIMAL}\n[state]\nbackend = \"etcd\"\n"))
+            .join("\n")
+            .contains("state.backend")
+    );
+    assert!(
+        problems(&format!("{MINIMAL}\n[state]\nnode = \"a\"\n"))
+            .join("\n")
+            .contains("only applies with backend")
+    );
+    // A password in the URL is refused for the world-readable file.
+    let with_password = format!(
+        "{MINIMAL}\n[state]\nbackend = \"postgres\"\nurl = \"postgresql://u:secret@db/m\"\n"
+    );
+    let c = parse(&with_password).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.to_string().contains("state.url")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -1,7 +1,7 @@
 //! Per-user values (login name, display name, and for sharded hosters the
 //! IMAP/POP3/SMTP host of that user), looked up by address before rendering.
 //!
-//! One small trait, [`Directory`]; the backends (`map_file`, `sql`) only
+//! One small trait, [`Directory`]; the backends (`map_file`, `sql`, `ldap`) only
 //! answer it. Deadlines, the bounded cache (hits and misses, each with a
 //! TTL), fail-open defaults and log rate limits are written once, in
 //! [`Guarded`]. An address the directory does not know, a directory that is
@@ -9,6 +9,7 @@
 //! answers never reveal which mailboxes exist, and never a 5xx or a hung
 //! client. Renderers get the result as plain data ([`UserValues`]).
 
+mod ldap;
 mod map_file;
 mod sql;
 
@@ -44,6 +45,27 @@ pub fn open(source: &UserSource) -> Guarded {
             url.clone(),
             password_file.clone(),
             query.clone(),
+        )),
+        UserSourceKind::Ldap {
+            url,
+            base,
+            filter,
+            bind_dn,
+            bind_password_file,
+            starttls,
+            ca_file,
+            attributes,
+        } => Box::new(ldap::LdapDirectory::new(
+            crate::sources::ldap::Endpoint {
+                url: url.clone(),
+                starttls: *starttls,
+                ca_file: ca_file.clone(),
+                bind_dn: bind_dn.clone(),
+                password_file: bind_password_file.clone(),
+            },
+            base.clone(),
+            filter.clone(),
+            attributes.clone(),
         )),
     };
     Guarded::new(inner, source)

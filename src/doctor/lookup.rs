@@ -10,8 +10,10 @@ use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
 use hickory_resolver::{ResolveError, TokioResolver};
 
 use super::records;
@@ -92,17 +94,35 @@ impl Dns {
     pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, String> {
         match self.resolver.lookup_ip(fqdn(name)).await {
             Ok(ips) => Ok(ips.iter().collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => match failure(&e) {
+                None => Ok(Vec::new()),
+                Some(why) => Err(why),
+            },
         }
     }
 }
 
 fn none_or_failed(e: &ResolveError) -> Answer {
-    if e.is_no_records_found() || e.is_nx_domain() {
-        Answer::None
-    } else {
-        Answer::Failed(e.to_string())
+    match failure(e) {
+        None => Answer::None,
+        Some(why) => Answer::Failed(why),
+    }
+}
+
+/// `None` when the answer says there is no such record (NXDOMAIN, or NOERROR
+/// without data); otherwise why the lookup failed. hickory reports a REFUSED
+/// or SERVFAIL answer as "no records found" too, but that is a broken or
+/// unreachable zone, not an unpublished record, and the fix differs.
+fn failure(e: &ResolveError) -> Option<String> {
+    match e.proto().map(ProtoError::kind) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+            ResponseCode::NXDomain | ResponseCode::NoError => None,
+            code => Some(format!(
+                "the name server answered {}",
+                format!("{code:?}").to_ascii_uppercase()
+            )),
+        },
+        _ => Some(e.to_string()),
     }
 }
 

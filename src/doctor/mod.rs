@@ -8,9 +8,14 @@
 //! name. Each finding is ok, warn or fail, with the fix.
 //!
 //! Submodules: `records` (what `dns` prints, parsed), `lookup` (DNS through
-//! hickory), `probe` (TLS, HTTPS, STARTTLS), `report` (text and JSON).
+//! hickory), `caa` (the CA in use and the CAA sets), `https` (the served
+//! names), `mail` (the advertised mail servers), `probe` (TLS, HTTPS,
+//! STARTTLS), `report` (text and JSON).
 
+pub mod caa;
+mod https;
 pub mod lookup;
+mod mail;
 pub mod probe;
 pub mod records;
 pub mod report;
@@ -18,14 +23,11 @@ pub mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::address::EmailAddress;
-use crate::config::{Config, TlsMode};
-use crate::model::{self, Provider, Security, ServerKind};
-use crate::render::{autodiscover, dns, mta_sts, pacc, thunderbird};
+use crate::config::Config;
+use crate::model::Provider;
+use crate::render::dns;
 use lookup::{Answer, Dns};
-use probe::MailProtocol;
 use report::{Report, Status};
 
 /// A certificate expiring sooner than this is a warning.
@@ -68,11 +70,14 @@ pub async fn run(config: &Config, opts: &Options) -> Result<Report, String> {
             domains.len()
         );
     }
+    let ca = caa::ca_in_use(config).await;
     let mut mail_servers = BTreeMap::new();
     for (domain, provider) in &domains {
         check_records(&mut report, &dns_client, config, provider, domain).await;
-        check_caa(&mut report, &dns_client, config, domain).await;
-        check_https(
+        if let Some(ca) = &ca {
+            caa::check(&mut report, &dns_client, config, ca, domain).await;
+        }
+        https::check(
             &mut report,
             &dns_client,
             &tls,
@@ -82,10 +87,10 @@ pub async fn run(config: &Config, opts: &Options) -> Result<Report, String> {
             domain,
         )
         .await;
-        collect_mail_servers(&mut report, &mut mail_servers, provider, domain);
+        mail::collect(&mut report, &mut mail_servers, provider, domain);
     }
-    for ((host, port, _), (protocol, security)) in mail_servers {
-        check_mail_server(
+    for ((host, port, _, _), (protocol, security)) in mail_servers {
+        mail::check(
             &mut report,
             &dns_client,
             &tls,
@@ -205,432 +210,6 @@ fn same_txt_kind(a: &str, b: &str) -> bool {
 fn join(v: &[&String]) -> String {
     v.iter()
         .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The CAA issuer domain of the configured ACME directory, when known.
-fn ca_identity(config: &Config) -> Option<&'static str> {
-    let url = config.acme.directory_url.as_str();
-    if url.contains("letsencrypt.org") {
-        Some("letsencrypt.org")
-    } else if url.contains("zerossl.com") {
-        Some("sectigo.com")
-    } else if url.contains("pki.goog") {
-        Some("pki.goog")
-    } else if url.contains("buypass") {
-        Some("buypass.com")
-    } else {
-        None
-    }
-}
-
-/// RFC 8659: the CAA set that governs a name is the first one found walking
-/// from the name up towards the root.
-async fn check_caa(report: &mut Report, dns_client: &Dns, config: &Config, domain: &str) {
-    if config.tls.mode != TlsMode::Acme {
-        return;
-    }
-    let Some(ca) = ca_identity(config) else {
-        report.push(
-            Status::Ok,
-            "caa",
-            domain,
-            domain,
-            format!(
-                "not checked: the CAA name of {} is not known to mailconfd",
-                config.acme.directory_url
-            ),
-            None,
-        );
-        return;
-    };
-    for name in config.names_for_domain(domain) {
-        let mut at = name.clone();
-        let mut governing = None;
-        loop {
-            match dns_client.records(&at, "CAA").await {
-                Answer::Records(r) => {
-                    governing = Some((at.clone(), r));
-                    break;
-                }
-                Answer::None => {}
-                Answer::Failed(e) => {
-                    report.push(
-                        Status::Warn,
-                        "caa",
-                        domain,
-                        &name,
-                        format!("CAA lookup at {at} failed: {e} (the CA refuses to issue when it cannot tell)"),
-                        Some("check that the zone's name servers answer CAA queries".into()),
-                    );
-                    break;
-                }
-            }
-            match at.split_once('.') {
-                Some((_, parent)) if parent.contains('.') => at = parent.to_owned(),
-                _ => break,
-            }
-        }
-        match governing {
-            None => report.push(
-                Status::Ok,
-                "caa",
-                domain,
-                &name,
-                "no CAA record: any CA may issue",
-                None,
-            ),
-            Some((at, caa)) => {
-                let issuers: Vec<String> = caa
-                    .iter()
-                    .filter_map(|r| caa_issuer(r, name.starts_with("*.")))
-                    .collect();
-                if issuers.iter().any(|i| i.eq_ignore_ascii_case(ca)) {
-                    report.push(
-                        Status::Ok,
-                        "caa",
-                        domain,
-                        &name,
-                        format!("CAA at {at} allows {ca}"),
-                        None,
-                    );
-                } else {
-                    report.push(
-                        Status::Fail,
-                        "caa",
-                        domain,
-                        &name,
-                        format!("CAA at {at} allows only {issuers:?}: {ca} may not issue"),
-                        Some(format!("add `{at}. CAA 0 issue \"{ca}\"`")),
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// The issuer domain of an `issue` property (`0 issue "letsencrypt.org; ..."`).
-fn caa_issuer(record: &str, wildcard: bool) -> Option<String> {
-    let mut parts = record.splitn(3, char::is_whitespace);
-    let _flags = parts.next()?;
-    let tag = parts.next()?.to_ascii_lowercase();
-    let value = parts.next()?.trim().trim_matches('"');
-    let wanted = if wildcard { "issuewild" } else { "issue" };
-    (tag == wanted).then(|| value.split(';').next().unwrap_or("").trim().to_owned())
-}
-
-/// Each HTTPS name: resolves (to this host), answers with a valid
-/// certificate and this config's document.
-async fn check_https(
-    report: &mut Report,
-    dns_client: &Dns,
-    tls: &Arc<rustls::ClientConfig>,
-    local: &BTreeSet<IpAddr>,
-    config: &Config,
-    provider: &Provider,
-    domain: &str,
-) {
-    if config.tls.mode == TlsMode::Off {
-        return;
-    }
-    for name in config.names_for_domain(domain) {
-        let addrs = match dns_client.addresses(&name).await {
-            Ok(a) if a.is_empty() => {
-                report.push(
-                    Status::Fail,
-                    "address",
-                    domain,
-                    &name,
-                    "does not resolve",
-                    Some(format!(
-                        "publish the A/AAAA or CNAME record for {name} that `mailconfd dns` prints"
-                    )),
-                );
-                continue;
-            }
-            Ok(a) => a,
-            Err(e) => {
-                report.push(
-                    Status::Fail,
-                    "address",
-                    domain,
-                    &name,
-                    format!("lookup failed: {e}"),
-                    None,
-                );
-                continue;
-            }
-        };
-        let foreign: Vec<String> = addrs
-            .iter()
-            // Loopback addresses are this host by definition (all of 127/8).
-            .filter(|a| !a.is_loopback() && !local.contains(a))
-            .map(ToString::to_string)
-            .collect();
-        if foreign.is_empty() {
-            report.push(
-                Status::Ok,
-                "address",
-                domain,
-                &name,
-                format!("points at this host ({})", list(&addrs)),
-                None,
-            );
-        } else {
-            report.push(
-                Status::Warn,
-                "address",
-                domain,
-                &name,
-                format!("resolves to {}, not an address of this host", foreign.join(", ")),
-                Some("fine behind NAT or a load balancer if the HTTPS check passes; otherwise point the name here".into()),
-            );
-        }
-        let (path, expected) = expected_document(provider, domain, &name);
-        let addr = SocketAddr::new(addrs[0], 443);
-        match probe::https_get(tls, addr, &name, path).await {
-            Err(e) => report.push(
-                Status::Fail,
-                "https",
-                domain,
-                format!("https://{name}{path}"),
-                format!("via {addr}: {e}"),
-                Some("check `mailconfd certs`, that the name reaches this host on port 443, and the log".into()),
-            ),
-            Ok(answer) if answer.status != 200 => report.push(
-                Status::Fail,
-                "https",
-                domain,
-                format!("https://{name}{path}"),
-                format!("answered HTTP {}", answer.status),
-                Some("another server answers for this name, or the config it runs is older (systemctl reload mailconfd)".into()),
-            ),
-            Ok(answer) => {
-                let subject = format!("https://{name}{path}");
-                if expected.as_ref().is_some_and(|e| *e != answer.body) {
-                    report.push(
-                        Status::Fail,
-                        "https",
-                        domain,
-                        subject,
-                        "answers, but not with this config's document",
-                        Some("another server answers for this name, or the daemon runs an older config (systemctl reload mailconfd)".into()),
-                    );
-                    continue;
-                }
-                let now = crate::certs::unix_now();
-                match answer.handshake.not_after {
-                    Some(t) if t - now < EXPIRY_WARNING_SECS => report.push(
-                        Status::Warn,
-                        "https",
-                        domain,
-                        subject,
-                        format!("right document, but the certificate expires in {} day(s)", (t - now) / 86_400),
-                        Some("see `mailconfd certs` for the renewal's last error".into()),
-                    ),
-                    t => report.push(
-                        Status::Ok,
-                        "https",
-                        domain,
-                        subject,
-                        format!(
-                            "valid certificate ({}{}), right document",
-                            answer.handshake.protocol,
-                            t.map(|t| format!(", {} days left", (t - now) / 86_400)).unwrap_or_default()
-                        ),
-                        None,
-                    ),
-                }
-            }
-        }
-    }
-}
-
-/// The path to fetch on `name` and the exact bytes this config serves there
-/// (`None` when only the certificate and a 200 can be checked).
-fn expected_document(
-    provider: &Provider,
-    domain: &str,
-    name: &str,
-) -> (&'static str, Option<Vec<u8>>) {
-    if name.starts_with("autoconfig.") {
-        (
-            "/mail/config-v1.1.xml",
-            Some(thunderbird::render(provider, domain, None).body),
-        )
-    } else if name.starts_with("autodiscover.") {
-        (
-            "/autodiscover/autodiscover.xml",
-            Some(autodiscover::render_for_domain(provider, domain).body),
-        )
-    } else if name.starts_with("mta-sts.") {
-        (
-            "/.well-known/mta-sts.txt",
-            provider.mta_sts.as_ref().map(|p| mta_sts::render(p).body),
-        )
-    } else if name.starts_with("ua-auto-config.") {
-        (pacc::PATH, pacc::render(provider).map(|d| d.body))
-    } else if name == domain {
-        (
-            "/.well-known/autoconfig/mail/config-v1.1.xml",
-            Some(thunderbird::render(provider, domain, None).body),
-        )
-    } else {
-        ("/", None)
-    }
-}
-
-/// host, port, and the security as a number (the model's enum has no order).
-type MailKey = (String, u16, u8);
-
-fn collect_mail_servers(
-    report: &mut Report,
-    servers: &mut BTreeMap<MailKey, (MailProtocol, Security)>,
-    provider: &Provider,
-    domain: &str,
-) {
-    let Ok(sample) = EmailAddress::parse(&format!("postmaster@{domain}")) else {
-        return;
-    };
-    for s in &provider.servers {
-        let protocol = match s.kind {
-            ServerKind::Imap => MailProtocol::Imap,
-            ServerKind::Pop3 => MailProtocol::Pop3,
-            ServerKind::Smtp => MailProtocol::Smtp,
-            _ => continue,
-        };
-        let Some((host, port, security)) = s.host_port() else {
-            continue;
-        };
-        if host.contains("%EMAILLOCALPART%") || host.contains("%EMAILADDRESS%") {
-            report.push(
-                Status::Warn,
-                "mail",
-                domain,
-                host,
-                "the host depends on the user: not checked",
-                None,
-            );
-            continue;
-        }
-        let host = model::expand(host, Some(&sample)).to_ascii_lowercase();
-        let rank = match security {
-            Security::Tls => 0,
-            Security::StartTls => 1,
-            Security::Plain => 2,
-        };
-        servers.insert((host, port, rank), (protocol, security));
-    }
-}
-
-async fn check_mail_server(
-    report: &mut Report,
-    dns_client: &Dns,
-    tls: &Arc<rustls::ClientConfig>,
-    host: &str,
-    port: u16,
-    security: Security,
-    protocol: MailProtocol,
-) {
-    let subject = format!("{host}:{port} ({})", protocol_name(protocol, security));
-    let addrs = match dns_client.addresses(host).await {
-        Ok(a) if !a.is_empty() => a,
-        Ok(_) => {
-            report.push(
-                Status::Fail,
-                "mail",
-                "",
-                subject,
-                "does not resolve: clients get settings for a host that does not exist",
-                Some(format!(
-                    "publish an A/AAAA record for {host}, or fix the host in the config"
-                )),
-            );
-            return;
-        }
-        Err(e) => {
-            report.push(
-                Status::Fail,
-                "mail",
-                "",
-                subject,
-                format!("lookup failed: {e}"),
-                None,
-            );
-            return;
-        }
-    };
-    let addr = SocketAddr::new(addrs[0], port);
-    let starttls = match security {
-        Security::Tls => false,
-        Security::StartTls => true,
-        Security::Plain => {
-            report.push(
-                Status::Warn,
-                "mail",
-                "",
-                subject,
-                "plain: passwords cross the network unencrypted (and Thunderbird for Android drops the whole document)",
-                Some("offer implicit TLS (993/995/465) or STARTTLS".into()),
-            );
-            return;
-        }
-    };
-    match probe::mail_tls(tls, addr, host, protocol, starttls).await {
-        Ok(h) => {
-            let now = crate::certs::unix_now();
-            match h.not_after {
-                Some(t) if t - now < EXPIRY_WARNING_SECS => report.push(
-                    Status::Warn,
-                    "mail",
-                    "",
-                    subject,
-                    format!(
-                        "TLS ok via {addr}, but the certificate expires in {} day(s)",
-                        (t - now) / 86_400
-                    ),
-                    Some("renew the mail server's certificate".into()),
-                ),
-                _ => report.push(
-                    Status::Ok,
-                    "mail",
-                    "",
-                    subject,
-                    format!(
-                        "{} handshake via {addr}, valid certificate for {host}",
-                        h.protocol
-                    ),
-                    None,
-                ),
-            }
-        }
-        Err(e) => report.push(
-            Status::Fail,
-            "mail",
-            "",
-            subject,
-            format!("via {addr}: {e}"),
-            Some("check the mail server's listener and its certificate for this exact name".into()),
-        ),
-    }
-}
-
-fn protocol_name(p: MailProtocol, s: Security) -> &'static str {
-    match (p, s) {
-        (MailProtocol::Imap, Security::Tls) => "IMAP, TLS",
-        (MailProtocol::Imap, _) => "IMAP, STARTTLS",
-        (MailProtocol::Pop3, Security::Tls) => "POP3, TLS",
-        (MailProtocol::Pop3, _) => "POP3, STARTTLS",
-        (MailProtocol::Smtp, Security::Tls) => "SMTP, TLS",
-        (MailProtocol::Smtp, _) => "SMTP, STARTTLS",
-    }
-}
-
-fn list(addrs: &[IpAddr]) -> String {
-    addrs
-        .iter()
-        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -117,9 +117,17 @@ fn explain_tls_error(name: &str, e: &std::io::Error) -> String {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
     if lower.contains("not valid for name") || lower.contains("notvalidforname") {
+        // rustls lists the names in Debug form: `DnsName("a.example")`.
         let valid_for = text
             .split_once("only valid for")
-            .map(|(_, names)| format!(" (it names{names})"))
+            .map(|(_, names)| {
+                let names = names
+                    .replace("DnsName(\"", "")
+                    .replace("IpAddress(", "")
+                    .replace("\")", "")
+                    .replace(')', "");
+                format!(" (it names{names})")
+            })
             .unwrap_or_default();
         format!("the certificate is not valid for {name}{valid_for}")
     } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {

@@ -113,8 +113,10 @@ where
     let host = request_host(&parts.headers, parts.uri.authority().map(|a| a.as_str()));
 
     let reply = match tokio::time::timeout(REQUEST_TIMEOUT, read_body(body, &parts.headers)).await {
-        Err(_) => Reply::error(StatusCode::REQUEST_TIMEOUT, "request took too long"),
-        Ok(Err(reply)) => reply,
+        // Not routed, but counted under the route the path names.
+        Err(_) => Reply::error(StatusCode::REQUEST_TIMEOUT, "request took too long")
+            .format(routes::format_of_path(parts.uri.path())),
+        Ok(Err(reply)) => reply.format(routes::format_of_path(parts.uri.path())),
         Ok(Ok(body)) => {
             let incoming = routes::Incoming {
                 method: &parts.method,
@@ -167,7 +169,7 @@ where
     }
     count_request(
         &shared.metrics,
-        parts.uri.path(),
+        reply.format,
         reply.status.as_u16(),
         conn.secure,
         parts.version,
@@ -200,44 +202,17 @@ where
 }
 
 /// One request in `mailconfd_http_requests_total` and the latency histogram,
-/// its format told by the path (a fixed set of labels, never client input).
+/// under the format of the route that answered (a fixed set of labels, never
+/// client input).
 fn count_request(
     metrics: &crate::metrics::Metrics,
-    path: &str,
+    format: crate::metrics::Format,
     status: u16,
     secure: bool,
     version: http::Version,
     elapsed: std::time::Duration,
 ) {
-    use crate::metrics::{Format, FormatLabels, RequestLabels, StatusClass, Transport, Version};
-    // Compared without case and without a lower-cased copy of every path.
-    let starts = |prefix: &str| {
-        path.get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-    };
-    let ends = |suffix: &str| {
-        path.len() >= suffix.len()
-            && path
-                .get(path.len() - suffix.len()..)
-                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
-    };
-    let format = if ends("/mail/config-v1.1.xml") {
-        Format::thunderbird
-    } else if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
-        Format::autodiscover_pox
-    } else if starts("/autodiscover/autodiscover.json") {
-        Format::autodiscover_json
-    } else if starts("/mobileconfig") {
-        Format::mobileconfig
-    } else if path.eq_ignore_ascii_case("/.well-known/mta-sts.txt") {
-        Format::mta_sts
-    } else if starts("/.well-known/acme-challenge/") {
-        Format::acme_challenge
-    } else if path == "/" {
-        Format::page
-    } else {
-        Format::other
-    };
+    use crate::metrics::{FormatLabels, RequestLabels, StatusClass, Transport, Version};
     metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -453,6 +428,12 @@ mod tests {
         assert_eq!(
             path_for_log("/autodiscover/autodiscover.json/v1.0/bob%40Example.org"),
             "/autodiscover/autodiscover.json/v1.0/[address]@Example.org"
+        );
+        // A `/` in an address arrives as `%2F` (the router takes one segment
+        // only), so the whole local part goes.
+        assert_eq!(
+            path_for_log("/autodiscover/autodiscover.json/v1.0/a%2Fb@example.org"),
+            "/autodiscover/autodiscover.json/v1.0/[address]@example.org"
         );
         assert_eq!(path_for_log("/a@b@c/x"), "/[address]@c/x");
         assert_eq!(

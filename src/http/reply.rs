@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::address::EmailAddress;
+use crate::metrics::Format;
 use crate::render::Document;
 
 #[derive(Debug)]
@@ -19,6 +20,9 @@ pub struct Reply {
     pub domain: Option<String>,
     /// The full address, for the debug-level log line only.
     pub address: Option<String>,
+    /// Which route answered, for the request metrics: set by the router
+    /// (`routes::route`), `other` for replies made before routing.
+    pub format: Format,
 }
 
 impl Reply {
@@ -34,6 +38,7 @@ impl Reply {
             headers: Vec::new(),
             domain: None,
             address: None,
+            format: Format::other,
         };
         if let Some(name) = doc.filename {
             // safe_filename restricted the name to [A-Za-z0-9._-]: no quoting issues.
@@ -72,6 +77,12 @@ impl Reply {
                 self.body = Bytes::from_static(b"bad request\n");
             }
         }
+        self
+    }
+
+    /// Tags the reply with the format it answers, for the request metrics.
+    pub fn format(mut self, format: Format) -> Reply {
+        self.format = format;
         self
     }
 

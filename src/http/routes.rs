@@ -13,6 +13,7 @@ use super::reply::Reply;
 use crate::address::{AddressError, EmailAddress};
 use crate::config::Config;
 use crate::http::Hooks;
+use crate::metrics::Format;
 use crate::model::{Provider, UserValues};
 use crate::render::{Document, autodiscover, mobileconfig, mta_sts, pacc, page, thunderbird};
 
@@ -46,8 +47,14 @@ pub struct Env<'a> {
 }
 
 /// The address a request asks about, the one a directory lookup is for: the
-/// `emailaddress`/`email` query parameter, else the POX body's.
+/// JSON path form's, else the `emailaddress`/`email` query parameter, else
+/// the POX body's.
 pub fn request_address(req: &Incoming<'_>) -> Option<EmailAddress> {
+    // The JSON path form names its address in the path, and `json` takes
+    // that one over any in the query: so does the lookup.
+    if let Some(raw) = json_path_address(req.path) {
+        return parse_path_address(raw).ok();
+    }
     if let Ok(Some(a)) = query_address(req.query, &["emailaddress", "email"]) {
         return Some(a);
     }
@@ -145,9 +152,52 @@ enum Route<'p> {
     Jmap,
 }
 
+impl Route<'_> {
+    /// The metrics label of what this route answers. Exhaustive: a new route
+    /// picks its label here, in the one place that knows the paths.
+    fn format(self) -> Format {
+        match self {
+            Route::Thunderbird => Format::thunderbird,
+            Route::Pox => Format::autodiscover_pox,
+            Route::Json { .. } => Format::autodiscover_json,
+            Route::Mobileconfig => Format::mobileconfig,
+            Route::MtaSts => Format::mta_sts,
+            Route::AcmeChallenge(_) => Format::acme_challenge,
+            Route::Page => Format::page,
+            Route::Pacc => Format::pacc,
+            Route::Jmap => Format::jmap,
+        }
+    }
+}
+
+/// The format a path asks for, for replies made before routing (a body too
+/// large, a request too slow): the route it would take, else `other`.
+pub fn format_of_path(path: &str) -> Format {
+    match_path(path).map_or(Format::other, Route::format)
+}
+
+/// The address of the JSON path form (`/autodiscover/autodiscover.json/v1.0/ADDR`)
+/// as sent, still percent-encoded: `autodiscover::address_from_json_path`, the
+/// one parser of that path. Exactly one path segment: a raw `/` after the
+/// prefix makes it not this route, so the router, the directory lookup, the
+/// handler and the request log (which redacts per segment) all see the same
+/// address. A `/` in an address arrives as `%2F`.
+fn json_path_address(path: &str) -> Option<&str> {
+    autodiscover::address_from_json_path(path)
+}
+
+/// The address of the JSON path form, decoded and parsed: the one parse of it.
+fn parse_path_address(raw: &str) -> Result<EmailAddress, AddressError> {
+    EmailAddress::parse(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+}
+
 fn match_path(path: &str) -> Option<Route<'_>> {
     const JSON_PATH: &str = "/autodiscover/autodiscover.json";
-    const JSON_V1_PREFIX: &str = "/autodiscover/autodiscover.json/v1.0/";
+    if let Some(address) = json_path_address(path) {
+        return Some(Route::Json {
+            address_in_path: Some(address),
+        });
+    }
     let lower = path.to_ascii_lowercase();
     Some(match lower.as_str() {
         "/mail/config-v1.1.xml" | "/.well-known/autoconfig/mail/config-v1.1.xml" => {
@@ -164,11 +214,6 @@ fn match_path(path: &str) -> Option<Route<'_>> {
         "/.well-known/user-agent-configuration.json" => Route::Pacc,
         "/.well-known/jmap" => Route::Jmap,
         "/" => Route::Page,
-        _ if lower.starts_with(JSON_V1_PREFIX) && path.len() > JSON_V1_PREFIX.len() => {
-            Route::Json {
-                address_in_path: Some(&path[JSON_V1_PREFIX.len()..]),
-            }
-        }
         _ => {
             let token = path.strip_prefix("/.well-known/acme-challenge/")?;
             Route::AcmeChallenge(token)
@@ -176,8 +221,14 @@ fn match_path(path: &str) -> Option<Route<'_>> {
     })
 }
 
-/// Answers one request.
+/// Answers one request, the reply tagged with the format of the route the
+/// path names (`other` when none).
 pub fn route(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
+    let format = match_path(req.path).map_or(Format::other, Route::format);
+    route_untagged(req, config, env).format(format)
+}
+
+fn route_untagged(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
     let Some(host) = req.host else {
         return Reply::error(StatusCode::BAD_REQUEST, "missing Host header");
     };
@@ -518,16 +569,14 @@ fn json(
     host_domain: &str,
 ) -> Reply {
     let _ = host_domain;
-    let raw = match address_in_path {
-        Some(p) => Some(percent_encoding::percent_decode_str(p).decode_utf8_lossy()),
-        None => query_param(query, &["email"]),
+    let parsed = match address_in_path {
+        Some(raw) => Some(parse_path_address(raw)),
+        None => query_param(query, &["email"]).map(|raw| EmailAddress::parse(&raw)),
     };
-    let Some(raw) = raw else {
-        return Reply::error(StatusCode::BAD_REQUEST, "Email is required");
-    };
-    let address = match EmailAddress::parse(&raw) {
-        Ok(a) => a,
-        Err(e) => return bad_address(e),
+    let address = match parsed {
+        None => return Reply::error(StatusCode::BAD_REQUEST, "Email is required"),
+        Some(Err(e)) => return bad_address(e),
+        Some(Ok(a)) => a,
     };
     let Some(provider) = config.provider_for_domain(address.domain()) else {
         return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);

@@ -11,6 +11,7 @@
 //! certificates stay in the store).
 
 mod file;
+pub(crate) mod ldap;
 mod sql;
 
 pub use sql::sql_url;
@@ -45,8 +46,24 @@ pub async fn fetch(source: &DomainSource) -> Result<(Vec<String>, Vec<String>), 
                 password_file,
                 query,
             } => sql::query(url, password_file.as_deref(), query).await,
-            SourceKind::Ldap { .. } => {
-                Err("ldap sources are not supported by this build".to_owned())
+            SourceKind::Ldap {
+                url,
+                base,
+                filter,
+                attribute,
+                bind_dn,
+                bind_password_file,
+                starttls,
+                ca_file,
+            } => {
+                let endpoint = ldap::Endpoint {
+                    url: url.clone(),
+                    starttls: *starttls,
+                    ca_file: ca_file.clone(),
+                    bind_dn: bind_dn.clone(),
+                    password_file: bind_password_file.clone(),
+                };
+                ldap::search(&endpoint, base, filter, attribute).await
             }
         }
     })

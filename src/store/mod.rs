@@ -259,6 +259,3 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

@@ -276,3 +276,6 @@ impl Store for SledStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

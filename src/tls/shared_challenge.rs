@@ -6,9 +6,13 @@
 //!
 //! Looked up on every validation, not cached: a new order for the same name
 //! brings a new answer, and validations are rare (a few per order). Only for
-//! names this node serves, a few lookups at a time (`MAX_IN_FLIGHT`), each
+//! plausible names and tokens, a few lookups at a time (`MAX_IN_FLIGHT`), each
 //! with a deadline: a flood of fake validations cannot queue up database
 //! calls. When the store is down, whatever the resolver holds answers.
+//!
+//! TLS-ALPN-01 (the default) is answered even for a domain this node does
+//! not list yet; an HTTP-01 request is routed only for known host names, so
+//! with HTTP-01 every node must already list the domain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,16 +89,20 @@ impl SharedChallenges {
     }
 
     async fn lookup(&self, kind: ChallengeKind, name: &str, token: Option<&str>) -> Option<String> {
+        // A name this node does not serve yet is looked up too: another node
+        // may have seen a new domain first (domain sources refresh on each
+        // node's own schedule), and the CA's validation must not fail here.
         // HTTP-01 tokens are base64url (RFC 8555 §8.3); anything else is not ours.
-        if !self.resolver.serves_name(name)
-            || token.is_some_and(|t| {
-                t.is_empty()
-                    || t.len() > 128
-                    || !t
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            })
-        {
+        let plausible_name = (1..=253).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        let plausible_token = token.is_none_or(|t| {
+            (1..=128).contains(&t.len())
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !(plausible_name && plausible_token) {
             return None;
         }
         let permit = self.slots.clone().try_acquire_owned().ok()?;

@@ -12,6 +12,7 @@ mod golden;
 mod hostile;
 mod http_table;
 mod kmail;
+mod ldap;
 mod lifecycle;
 mod metrics;
 mod page;

@@ -139,6 +139,90 @@ fn metrics_ready_and_live_move_with_the_daemon() {
             && body.contains("mailconfd_http_request_duration_seconds_count{format=\"thunderbird\"} 2")
             && body.contains("mailconfd_acme_orders_total{result=\"ok\"} 5")
     });
+    // Each route counts under the format it answered, whatever the path's
+    // spelling; a path no route takes is `other`.
+    let https_get = |name: &str, path: &str, extra: &[&str]| -> u16 {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--http2", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .arg("--resolve")
+            .arg(format!("{name}:{https}:127.0.0.1"))
+            .args(extra)
+            .arg(format!("https://{name}:{https}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    };
+    let pox = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>alice@example.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
+    let table: [(&str, &str, &[&str], u16); 8] = [
+        (
+            "autodiscover.example.com",
+            "/Autodiscover/Autodiscover.xml",
+            &["--data-binary", pox, "-H", "Content-Type: text/xml"],
+            200,
+        ),
+        (
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.json?Email=alice@example.com&Protocol=AutodiscoverV1",
+            &[],
+            200,
+        ),
+        (
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.json/v1.0/alice@example.com?Protocol=AutodiscoverV1",
+            &[],
+            200,
+        ),
+        // Not the JSON route: the address would be two path segments.
+        (
+            "autodiscover.example.com",
+            "/autodiscover/autodiscover.json/v1.0/a/b@example.com?Protocol=AutodiscoverV1",
+            &[],
+            404,
+        ),
+        (
+            "autoconfig.example.com",
+            "/mobileconfig/?emailaddress=alice@example.com",
+            &[],
+            200,
+        ),
+        ("mta-sts.example.com", "/.well-known/mta-sts.txt", &[], 200),
+        ("autoconfig.example.com", "/", &[], 200),
+        ("autoconfig.example.com", "/nothing", &[], 404),
+    ];
+    for (name, path, extra, want) in table {
+        assert_eq!(https_get(name, path, extra), want, "{name}{path}");
+    }
+    {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.write_all(b"GET /.well-known/jmap HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 301"), "{answer}");
+    }
+    let line = |format: &str, status: &str, transport: &str, version: &str, n: u32| {
+        format!(
+            "mailconfd_http_requests_total{{format=\"{format}\",status=\"{status}\",transport=\"{transport}\",version=\"{version}\"}} {n}\n"
+        )
+    };
+    let wanted = [
+        line("autodiscover_pox", "2xx", "https", "h2", 1),
+        line("autodiscover_json", "2xx", "https", "h2", 2),
+        line("mobileconfig", "2xx", "https", "h2", 1),
+        line("mta_sts", "2xx", "https", "h2", 1),
+        line("page", "2xx", "https", "h2", 1),
+        line("other", "4xx", "https", "h2", 2),
+        line("jmap", "3xx", "http", "h1", 1),
+        line("thunderbird", "2xx", "https", "h2", 1),
+    ];
+    eventually("each format counted once per request", || {
+        let body = get(metrics, "/metrics").1;
+        wanted.iter().all(|w| body.contains(w.as_str()))
+            && !body.contains("format=\"autodiscover_json\",status=\"4xx\"")
+    });
+
     let (status, body) = get(metrics, "/metrics");
     assert_eq!(status, 200);
     assert!(body.ends_with("# EOF\n"), "{body}");

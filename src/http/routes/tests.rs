@@ -322,3 +322,115 @@ fn fuzz_router_redirect_location_is_ascii() {
         "https://autoconfig.example.org/?email=al%C3%DE%BEFce@example.net"
     );
 }
+
+#[test]
+fn every_route_tags_its_reply_with_the_format_it_answers() {
+    use crate::metrics::Format;
+    let config = crate::config::parse(STANDARDS).unwrap();
+    for (host, path, format) in [
+        (
+            "autoconfig.jmap.example",
+            "/mail/config-v1.1.xml",
+            Format::thunderbird,
+        ),
+        (
+            "jmap.example",
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            Format::thunderbird,
+        ),
+        (
+            "autodiscover.jmap.example",
+            "/Autodiscover/Autodiscover.xml",
+            Format::autodiscover_pox,
+        ),
+        (
+            "autodiscover.jmap.example",
+            "/autodiscover/autodiscover.json",
+            Format::autodiscover_json,
+        ),
+        (
+            "autodiscover.jmap.example",
+            "/autodiscover/autodiscover.json/v1.0/a@jmap.example",
+            Format::autodiscover_json,
+        ),
+        (
+            "autoconfig.jmap.example",
+            "/mobileconfig/",
+            Format::mobileconfig,
+        ),
+        ("autoconfig.jmap.example", "/", Format::page),
+        (
+            "ua-auto-config.jmap.example",
+            "/.well-known/user-agent-configuration.json",
+            Format::pacc,
+        ),
+        ("autoconfig.jmap.example", "/.well-known/jmap", Format::jmap),
+        (
+            "autoconfig.jmap.example",
+            "/.well-known/acme-challenge/token",
+            Format::acme_challenge,
+        ),
+        ("autoconfig.jmap.example", "/nothing", Format::other),
+        // Refused before the route runs: still counted under what it asked for.
+        ("nope.example", "/mail/config-v1.1.xml", Format::thunderbird),
+    ] {
+        let reply = get(&config, host, path);
+        assert_eq!(reply.format, format, "{host}{path} ({})", reply.status);
+        assert_eq!(format_of_path(path), format, "{path}");
+    }
+}
+
+/// The JSON path form's address is one path segment, parsed in one place:
+/// the router, the directory lookup (`request_address`) and the handler
+/// agree on it, and a raw `/` (which the request log would split) makes the
+/// path not this route; a `/` in an address arrives as `%2F`.
+#[test]
+fn json_path_address_is_one_segment_everyone_agrees_on() {
+    let config = crate::config::parse(STANDARDS).unwrap();
+    let incoming = |path| Incoming {
+        method: &Method::GET,
+        host: Some("autodiscover.jmap.example"),
+        path,
+        query: Some("Protocol=AutodiscoverV1"),
+        body: b"",
+        secure: true,
+        accept_language: None,
+    };
+    let env = Env {
+        redirect_plain_http: false,
+        hooks: &crate::http::NoHooks,
+        time_of_day: "12:00:00.0000000",
+        user: None,
+    };
+    for path in [
+        "/autodiscover/autodiscover.json/v1.0/a/b@jmap.example",
+        "/autodiscover/autodiscover.json/v1.0/b@jmap.example/",
+        "/autodiscover/autodiscover.json/v1.0/",
+    ] {
+        assert_eq!(match_path(path), None, "{path}");
+        assert!(request_address(&incoming(path)).is_none(), "{path}");
+        assert_eq!(route(&incoming(path), &config, &env).status, 404, "{path}");
+    }
+    for path in [
+        "/autodiscover/autodiscover.json/v1.0/b@jmap.example",
+        "/AutoDiscover/AutoDiscover.json/v1.0/b%40jmap.example",
+        "/autodiscover/autodiscover.json/v1.0/a%2Fb@jmap.example",
+    ] {
+        let looked_up = request_address(&incoming(path)).map(|a| a.to_string());
+        let reply = route(&incoming(path), &config, &env);
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(looked_up.is_some(), "{path}");
+        assert_eq!(reply.address, looked_up, "{path}");
+    }
+    // The query does not override the path's address, in either place.
+    let mut req = incoming("/autodiscover/autodiscover.json/v1.0/b@jmap.example");
+    req.query = Some("Email=c@plain.example&Protocol=AutodiscoverV1");
+    assert_eq!(
+        request_address(&req).map(|a| a.to_string()),
+        Some("b@jmap.example".to_owned())
+    );
+    assert_eq!(
+        route(&req, &config, &env).address.as_deref(),
+        Some("b@jmap.example")
+    );
+}

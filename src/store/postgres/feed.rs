@@ -9,8 +9,14 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
-/// The NOTIFY channel; the payload is the mail domain.
+/// The NOTIFY channel; the payload is `payload()`'s.
 pub const CHANNEL: &str = "mailconfd_certs";
+
+/// `DOMAIN NODE`: neither contains a space. The node lets each node skip
+/// its own writes.
+pub fn payload(domain: &str, node: &str) -> String {
+    format!("{domain} {node}")
+}
 /// Changes waiting for the manager at most; past that the poll catches up.
 pub const QUEUE: usize = 1024;
 /// How often rows are polled for, whatever the listener says.
@@ -48,8 +54,9 @@ impl Feed {
             }
             tokio::select! {
                 note = recv(&mut listener) => match note {
-                    Ok(domain) => {
-                        if !self.send(domain) {
+                    Ok(payload) => {
+                        let (domain, node) = payload.split_once(' ').unwrap_or((&payload, ""));
+                        if node != self.node && !self.send(domain.to_owned()) {
                             newest = newest.map(|n| n - 3_600.0);
                         }
                     }

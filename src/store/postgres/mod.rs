@@ -427,7 +427,7 @@ impl Store for PostgresStore {
             // Delivered at commit, to every node listening (feed.rs).
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(feed::CHANNEL)
-                .bind(&d)
+                .bind(feed::payload(&d, &node))
                 .execute(tx.as_mut())
                 .await?;
             tx.commit().await

@@ -82,14 +82,21 @@ pub async fn migrate(pool: PgPool) -> Result<Vec<i32>, sqlx::Error> {
         .bind(MIGRATION_LOCK)
         .execute(tx.as_mut())
         .await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS mailconfd_schema (
-            version integer PRIMARY KEY,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(tx.as_mut())
-    .await?;
+    // Checked first: IF NOT EXISTS alone makes the server send a notice
+    // that sqlx logs at info level on every start of every node.
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('mailconfd_schema') IS NOT NULL")
+        .fetch_one(tx.as_mut())
+        .await?;
+    if !exists {
+        sqlx::query(
+            "CREATE TABLE mailconfd_schema (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .execute(tx.as_mut())
+        .await?;
+    }
     let have: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM mailconfd_schema")
         .fetch_one(tx.as_mut())
         .await?;

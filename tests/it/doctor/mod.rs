@@ -7,52 +7,27 @@
 //! named in the report. `named-checkzone` (bind9-utils) checks `dns` output.
 //!
 //! Needs root (ports 53, 443, 465, 993 on 127.8.0.x, which no other test uses).
+//! `with_pebble` runs the daemon with certificates from Pebble on 127.8.1.x;
+//! `servers` starts what both tests need.
+
+mod servers;
+mod with_pebble;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pebble::free_tcp_port;
 use crate::support::{eventually, is_root, require_program};
+use servers::{Killed, TestCa, has, mailconfd, start_nsd, start_s_server, zone};
 
 const DAEMON_IP: &str = "127.8.0.1";
 const MAIL_IP: &str = "127.8.0.2";
 const DNS_IP: &str = "127.8.0.3";
 const STARTTLS_IP: &str = "127.8.0.4";
 const NOTHING_IP: &str = "127.8.0.9";
-
-struct Killed(Vec<Child>);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn mailconfd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mailconfd"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// `mailconfd dns` output for one domain, wrapped into a loadable zone with
-/// the given extra lines.
-fn zone(config: &Path, domain: &str, extra: &str, edit: impl Fn(&str) -> Option<String>) -> String {
-    let out = mailconfd(&["dns", "-c", config.to_str().unwrap(), "--domain", domain]);
-    assert!(out.status.success(), "{out:?}");
-    let records: String = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(edit)
-        .map(|l| l + "\n")
-        .collect();
-    format!(
-        "$ORIGIN {domain}.\n$TTL 300\n@ IN SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 300\n@ IN NS ns.{domain}.\nns IN A {DNS_IP}\n{records}{extra}"
-    )
-}
+/// Not loopback and not this host's (RFC 5737 documentation range).
+const FOREIGN_IP: &str = "192.0.2.10";
 
 #[test]
 fn doctor_names_every_breakage_against_real_dns_https_and_tls() {
@@ -87,7 +62,8 @@ mode = "local"
 [[provider]]
 id = "good.test"
 name = "Doctor Test Mail"
-domains = ["good.test", "broken.test"]
+# unserved.test: in no zone NSD serves, so every lookup is refused
+domains = ["good.test", "broken.test", "unserved.test"]
   [[provider.server]]
   type = "imap"
   host = "mail.%EMAILDOMAIN%"
@@ -115,6 +91,7 @@ domains = ["good.test", "broken.test"]
     let good = zone(
         &config,
         "good.test",
+        DNS_IP,
         &format!(
             "@ IN CAA 0 issue \"letsencrypt.org\"\nautoconfig IN A {DAEMON_IP}\nautodiscover IN A {DAEMON_IP}\nmta-sts IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\nmail2 IN A {STARTTLS_IP}\n"
         ),
@@ -123,10 +100,13 @@ domains = ["good.test", "broken.test"]
     let broken = zone(
         &config,
         "broken.test",
-        // autoconfig points where nothing listens; mta-sts and mail2 are
-        // missing; mail reaches a server whose certificate names other hosts.
+        DNS_IP,
+        // autoconfig points where nothing listens; autodiscover at an
+        // address not of this host (TEST-NET-1); mta-sts and mail2 are
+        // missing; mail reaches a server whose certificate names other
+        // hosts; one SRV has a sibling `dns` does not print.
         &format!(
-            "@ IN CAA 0 issue \"pki.goog\"\nautoconfig IN A {NOTHING_IP}\nautodiscover IN A {DAEMON_IP}\nmail IN A {MAIL_IP}\n"
+            "@ IN CAA 0 issue \"pki.goog\"\nautoconfig IN A {NOTHING_IP}\nautodiscover IN A {FOREIGN_IP}\nmail IN A {MAIL_IP}\n_submissions._tcp IN SRV 10 1 587 mail.broken.test.\n"
         ),
         |l| {
             if l.starts_with("_imaps._tcp.") {
@@ -149,60 +129,22 @@ domains = ["good.test", "broken.test"]
             .unwrap();
         assert!(out.status.success(), "named-checkzone {name}: {out:?}");
     }
-    std::fs::write(
-        d.join("nsd.conf"),
-        format!(
-            "server:\n  ip-address: {DNS_IP}@53\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dir}\"\n  pidfile: \"{dir}/nsd.pid\"\n  database: \"\"\n  xfrdfile: \"{dir}/xfrd.state\"\n  zonelistfile: \"{dir}/zone.list\"\n  logfile: \"{dir}/nsd.log\"\n  server-count: 1\nremote-control:\n  control-enable: no\nzone:\n  name: good.test\n  zonefile: good.test.zone\nzone:\n  name: broken.test\n  zonefile: broken.test.zone\n",
-            dir = d.display()
-        ),
-    )
-    .unwrap();
-
     // A CA of our own for the mail servers' certificate.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "doctor test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mail_key = rcgen::KeyPair::generate().unwrap();
-    let mail_cert = rcgen::CertificateParams::new(vec![
-        "mail.good.test".to_owned(),
-        "mail2.good.test".to_owned(),
-    ])
-    .unwrap()
-    .signed_by(&mail_key, &issuer)
-    .unwrap();
-    std::fs::write(d.join("mail.pem"), mail_cert.pem()).unwrap();
-    std::fs::write(d.join("mail.key"), mail_key.serialize_pem()).unwrap();
+    let ca = TestCa::new();
+    ca.leaf(d, "mail", &["mail.good.test", "mail2.good.test"], None);
 
     let mut children = Killed(Vec::new());
-    children.0.push(
-        Command::new("nsd")
-            .args(["-d", "-c"])
-            .arg(d.join("nsd.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    children
+        .0
+        .push(start_nsd(d, DNS_IP, &["good.test", "broken.test"]));
     for port in [993, 465] {
-        children.0.push(
-            Command::new("openssl")
-                .args(["s_server", "-quiet", "-accept"])
-                .arg(format!("{MAIL_IP}:{port}"))
-                .arg("-cert")
-                .arg(d.join("mail.pem"))
-                .arg("-key")
-                .arg(d.join("mail.key"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        children.0.push(start_s_server(
+            &format!("{MAIL_IP}:{port}"),
+            d,
+            "mail",
+            &[],
+            d,
+        ));
     }
     std::fs::create_dir_all(d.join("dovecot/home")).unwrap();
     std::fs::write(
@@ -240,7 +182,7 @@ domains = ["good.test", "broken.test"]
     eventually("the local CA", || d.join("state/local-ca.pem").exists());
     std::fs::write(
         &ca_file,
-        std::fs::read_to_string(d.join("state/local-ca.pem")).unwrap() + &ca.pem(),
+        std::fs::read_to_string(d.join("state/local-ca.pem")).unwrap() + &ca.pem,
     )
     .unwrap();
     eventually("NSD and the TLS listeners", || {
@@ -334,6 +276,48 @@ domains = ["good.test", "broken.test"]
         failed("mail.broken.test:993", "not valid for mail.broken.test"),
         "{dump}"
     );
+    // A record mailconfd does not print beside the ones it does.
+    assert!(
+        has(
+            findings,
+            "warn",
+            "_submissions._tcp.broken.test SRV",
+            "plus records mailconfd does not print: \"10 1 587 mail.broken.test\"",
+            "remove the extra records"
+        ),
+        "{dump}"
+    );
+    // A name at an address that is not this host's, and nothing answering there.
+    assert!(
+        has(
+            findings,
+            "warn",
+            "autodiscover.broken.test",
+            "resolves to 192.0.2.10, not an address of this host",
+            "behind NAT or a load balancer"
+        ),
+        "{dump}"
+    );
+    assert!(
+        failed("https://autodiscover.broken.test", "192.0.2.10:443"),
+        "{dump}"
+    );
+    // A zone the name server refuses: every lookup fails, and says so.
+    for (area, subject) in [
+        ("dns", "_imaps._tcp.unserved.test SRV"),
+        ("address", "autoconfig.unserved.test"),
+        ("mail", "mail.unserved.test:993"),
+    ] {
+        assert!(
+            findings.iter().any(|f| f["status"] == "fail"
+                && f["area"] == area
+                && f["subject"].as_str().unwrap().starts_with(subject)
+                && f["detail"].as_str().unwrap()
+                    == "lookup failed: the name server answered REFUSED"
+                && f["fix"].as_str().unwrap().contains("name servers answer")),
+            "{area} {subject}: {dump}"
+        );
+    }
     assert!(
         findings
             .iter()
@@ -348,6 +332,56 @@ domains = ["good.test", "broken.test"]
         "{dump}"
     );
 
+    // POP3 with STARTTLS configured on Dovecot's IMAP port: the STARTTLS
+    // dialogue fails and the report says how.
+    let wrong_port = d.join("wrong-port.toml");
+    std::fs::write(
+        &wrong_port,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "  [provider.mta_sts]",
+            "  [[provider.server]]\n  type = \"pop3\"\n  host = \"mail2.%EMAILDOMAIN%\"\n  port = 143\n  security = \"starttls\"\n  [provider.mta_sts]",
+        ),
+    )
+    .unwrap();
+    let out = mailconfd(&[
+        "doctor",
+        "-c",
+        wrong_port.to_str().unwrap(),
+        "--resolver",
+        "127.8.0.3:53",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "--domain",
+        "good.test",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wrong = json["findings"].as_array().unwrap();
+    assert!(
+        has(
+            wrong,
+            "fail",
+            "mail2.good.test:143 (POP3, STARTTLS)",
+            "via 127.8.0.4:143: unexpected greeting: * OK",
+            "check the mail server's listener"
+        ),
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap()
+    );
+    // The IMAP server on that port is still checked, and passes.
+    assert!(
+        has(
+            wrong,
+            "ok",
+            "mail2.good.test:143 (IMAP, STARTTLS)",
+            "valid certificate for mail2.good.test",
+            ""
+        ),
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap()
+    );
+
     // CAA is checked for the CA in use: the same zones under an ACME config
     // for Let's Encrypt (no daemon needed for this part of the report).
     let acme_config = d.join("acme.toml");
@@ -358,11 +392,11 @@ domains = ["good.test", "broken.test"]
             .replace("mode = \"local\"", "mode = \"acme\"\n[acme]\ndirectory = \"letsencrypt\"\ncontact = [\"mailto:postmaster@good.test\"]"),
     )
     .unwrap();
-    let caa = |domain: &str| -> Vec<serde_json::Value> {
+    let caa_of = |config: &Path, domain: &str| -> Vec<serde_json::Value> {
         let out = mailconfd(&[
             "doctor",
             "-c",
-            acme_config.to_str().unwrap(),
+            config.to_str().unwrap(),
             "--resolver",
             "127.8.0.3:53",
             "--domain",
@@ -378,6 +412,17 @@ domains = ["good.test", "broken.test"]
             .cloned()
             .collect()
     };
+    let caa = |domain: &str| caa_of(&acme_config, domain);
+    let unserved_caa = caa("unserved.test");
+    assert!(
+        unserved_caa.iter().any(|f| f["status"] == "warn"
+            && f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("CAA lookup at autoconfig.unserved.test failed")
+            && f["fix"].as_str().unwrap().contains("answer CAA queries")),
+        "{unserved_caa:?}"
+    );
     let good_caa = caa("good.test");
     assert!(!good_caa.is_empty());
     assert!(
@@ -401,5 +446,26 @@ domains = ["good.test", "broken.test"]
                 .unwrap()
                 .contains("CAA 0 issue \"letsencrypt.org\"")),
         "{broken_caa:?}"
+    );
+
+    // A CA whose directory cannot be read: its CAA identity is unknown, and
+    // the warning says why.
+    let unreachable_config = d.join("unreachable-ca.toml");
+    std::fs::write(
+        &unreachable_config,
+        std::fs::read_to_string(&acme_config).unwrap().replace(
+            "directory = \"letsencrypt\"",
+            &format!("directory = \"https://{NOTHING_IP}:1/dir\""),
+        ),
+    )
+    .unwrap();
+    let unknown_caa = caa_of(&unreachable_config, "good.test");
+    assert!(
+        !unknown_caa.is_empty()
+            && unknown_caa.iter().all(|f| f["status"] == "warn"
+                && f["detail"].as_str().unwrap().contains(&format!(
+                    "the CAA identity of https://{NOTHING_IP}:1/dir is unknown (its directory could not be read: connect to {NOTHING_IP}:1"
+                ))),
+        "{unknown_caa:?}"
     );
 }

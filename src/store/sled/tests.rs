@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::write_durably;
 
 fn record(n: i64) -> CertRecord {
     CertRecord {
