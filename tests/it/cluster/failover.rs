@@ -27,6 +27,7 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
             ..PebbleOptions::default()
         },
         lease_secs: LEASE_SECS,
+        encrypt: false,
     };
     let Some(mut c) = Cluster::start(setup).await else {
         return;

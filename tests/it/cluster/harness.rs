@@ -23,6 +23,8 @@ pub(crate) struct Setup {
     pub pebble: PebbleOptions,
     /// `[state] lease_secs`.
     pub lease_secs: u64,
+    /// Every node gets the same `[state] encryption_key_file`.
+    pub encrypt: bool,
 }
 
 /// Pebble, PostgreSQL and the nodes of one test. Fields drop in order: the
@@ -33,6 +35,8 @@ pub(crate) struct Cluster {
     /// `postgres://mailconfd@127.0.0.1:PORT/mailconfd`
     pub url: String,
     lease_secs: u64,
+    /// `encryption_key_file` of every node, when `Setup::encrypt`.
+    key_file: Option<PathBuf>,
     pub world: World,
 }
 
@@ -81,11 +85,18 @@ impl Cluster {
         pg.sql("CREATE ROLE mailconfd LOGIN");
         pg.sql("CREATE DATABASE mailconfd OWNER mailconfd");
         let url = format!("postgres://mailconfd@127.0.0.1:{}/mailconfd", pg.port);
+        let key_file = setup.encrypt.then(|| {
+            // What `openssl rand -hex 32` makes; fixed, the test needs no secret.
+            let path = world.dir.path().join("state.key");
+            std::fs::write(&path, format!("{}\n", "5a".repeat(32))).unwrap();
+            path
+        });
         Some(Cluster {
             nodes: Vec::new(),
             pg,
             url,
             lease_secs: setup.lease_secs,
+            key_file,
             world,
         })
     }
@@ -108,10 +119,14 @@ impl Cluster {
 
     /// The `[state]` table of a PostgreSQL node.
     pub(crate) fn state_section(&self, node: &str) -> String {
-        format!(
+        let mut text = format!(
             "\n[state]\nbackend = \"postgres\"\nurl = \"{}\"\nnode = \"{node}\"\nlease_secs = {}\n",
             self.url, self.lease_secs
-        )
+        );
+        if let Some(key) = &self.key_file {
+            text.push_str(&format!("encryption_key_file = \"{}\"\n", key.display()));
+        }
+        text
     }
 
     /// A node on `ip` named `name`, sharing the cluster's database; not

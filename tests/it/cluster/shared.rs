@@ -30,6 +30,7 @@ async fn nodes_share_orders_certificates_and_ride_out_a_database_restart() {
         challenge: "http-01",
         pebble: PebbleOptions::default(),
         lease_secs: 30,
+        encrypt: true,
     };
     let Some(mut c) = Cluster::start(setup).await else {
         return;
@@ -70,6 +71,18 @@ async fn nodes_share_orders_certificates_and_ride_out_a_database_restart() {
     assert_eq!(orders_metric(&three, "ok"), DOMAINS as f64);
     let rows = c.query("SELECT domain, node FROM mailconfd_certs").unwrap();
     assert_eq!(rows.len(), DOMAINS, "one row per domain: {rows:?}");
+    // encryption_key_file: no private key readable in the database.
+    let plain = c
+        .query(
+            "SELECT domain FROM mailconfd_certs WHERE NOT key_encrypted \
+             OR position(convert_to('PRIVATE KEY', 'UTF8') in key) > 0",
+        )
+        .unwrap();
+    assert!(plain.is_empty(), "private keys in the clear: {plain:?}");
+    let accounts = c
+        .query("SELECT count(*) FILTER (WHERE encrypted), count(*) FROM mailconfd_accounts")
+        .unwrap();
+    assert_eq!(accounts, ["1|1"], "the ACME account is stored encrypted");
 
     // Who answered each validation: the node its name resolves to, seen in
     // that node's request log; crossed when it is not the one that stored
