@@ -290,6 +290,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         resolver: resolver.clone(),
         publisher: publisher.clone(),
         counts: status_counts.clone(),
+        store_up: store_up.clone(),
     };
     systemd::ready(&status_inputs.line(&shared.config.borrow()));
     tracing::info!("ready");
@@ -472,6 +473,8 @@ struct StatusInputs {
     resolver: Arc<CertResolver>,
     publisher: Arc<sources::Publisher>,
     counts: Option<watch::Receiver<StatusCounts>>,
+    /// A shared state store's reachability.
+    store_up: Option<watch::Receiver<bool>>,
 }
 
 impl StatusInputs {
@@ -485,6 +488,9 @@ impl StatusInputs {
                 "; {} domain source(s) failing (provider {id}), serving the last good list",
                 failing.len()
             ));
+        }
+        if self.store_up.as_ref().is_some_and(|up| !*up.borrow()) {
+            line.push_str("; shared state database unreachable, serving from memory");
         }
         line
     }

@@ -65,12 +65,45 @@ pub struct PostgresStore {
 }
 
 /// Whether the database answers, as the last call (or the feed's poll) saw.
+/// While it does not, calls fail at once instead of each waiting out its
+/// deadline (a node restarted during an outage would otherwise spend
+/// `OP_TIMEOUT` per domain before serving its local copy); one call per
+/// `PROBE_EVERY` goes through to find out whether it is back.
 pub(crate) struct Health {
     url: String,
     up: watch::Sender<bool>,
+    last_probe: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// While the database is down, how often a call may try it.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
 impl Health {
+    fn new(url: String) -> Health {
+        Health {
+            url,
+            up: watch::channel(true).0,
+            last_probe: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether a call should try the database now.
+    fn allow(&self) -> bool {
+        if *self.up.borrow() {
+            return true;
+        }
+        let mut last = self
+            .last_probe
+            .lock()
+            .expect("probe lock is never poisoned: no panics while held");
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < PROBE_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
     /// Logs the database going away and coming back, once each.
     pub(crate) fn note(&self, ok: bool) {
         let was = self.up.send_replace(ok);
@@ -147,10 +180,7 @@ impl PostgresStore {
             cipher,
             cache,
             schema_ready: AtomicBool::new(false),
-            health: Arc::new(Health {
-                url: settings.describe(),
-                up: watch::channel(true).0,
-            }),
+            health: Arc::new(Health::new(settings.describe())),
         };
         match store.ensure_schema() {
             Ok(()) => {
@@ -212,6 +242,12 @@ impl PostgresStore {
         T: Send + 'static,
         F: Future<Output = Result<T, sqlx::Error>> + Send + 'static,
     {
+        if !self.health.allow() {
+            return Err(StoreError::Unavailable {
+                url: self.url.clone(),
+                reason: format!("unreachable (tried again every {} s)", PROBE_EVERY.as_secs()),
+            });
+        }
         let future = op(self.pool.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.runtime().spawn(async move {
