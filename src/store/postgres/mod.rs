@@ -245,7 +245,10 @@ impl PostgresStore {
         if !self.health.allow() {
             return Err(StoreError::Unavailable {
                 url: self.url.clone(),
-                reason: format!("unreachable (tried again every {} s)", PROBE_EVERY.as_secs()),
+                reason: format!(
+                    "unreachable (tried again every {} s)",
+                    PROBE_EVERY.as_secs()
+                ),
             });
         }
         let future = op(self.pool.clone());

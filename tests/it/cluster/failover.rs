@@ -79,6 +79,7 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
     let victim = c.nodes.iter().position(|n| n.name == owner).unwrap();
     c.nodes[victim].kill9();
     let killed = Instant::now();
+    let killed_at = time::OffsetDateTime::now_utc();
     assert_eq!(
         c.stored_by(domain),
         None,
@@ -98,10 +99,17 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
     let failover = killed.elapsed();
     let stored_by = c.stored_by(domain).expect("a mailconfd_certs row");
     let orders = c.world.pebble.orders();
+    let took_over = c
+        .nodes
+        .iter()
+        .find(|n| n.name == stored_by)
+        .and_then(|n| first_order_after(&n.log(), domain, killed_at))
+        .map_or("(not logged)".to_owned(), |d| format!("{d:.2?}"));
     eprintln!(
         "FIGURE failover: {owner} killed mid-order (lease_secs {LEASE_SECS}); {stored_by} \
-         finished, both survivors served {failover:.2?} after the kill; orders at the CA: \
-         {orders_at_kill} at the kill, {orders} in all; survivors' orders_total ok={} failed={}",
+         started its order {took_over} after the kill, both survivors served {failover:.2?} \
+         after the kill; orders at the CA: {orders_at_kill} at the kill, {orders} in all; \
+         survivors' orders_total ok={} failed={}",
         orders_metric(&rest, "ok"),
         orders_metric(&rest, "failed"),
     );
@@ -117,4 +125,18 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// How long after `since` the first "ordering certificate" line for
+/// `domain` in a node's log came (log timestamps are RFC 3339, UTC).
+fn first_order_after(log: &str, domain: &str, since: time::OffsetDateTime) -> Option<Duration> {
+    let wanted = format!("domain={domain} ");
+    log.lines()
+        .filter(|l| l.contains("ordering certificate") && l.contains(&wanted))
+        .filter_map(|l| {
+            let stamp = l.split_whitespace().next()?;
+            time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .find(|t| *t >= since)
+        .map(|t| (t - since).unsigned_abs())
 }
