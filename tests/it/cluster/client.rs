@@ -165,7 +165,9 @@ impl KeepAlive {
 }
 
 /// The sum of every sample of `series` (e.g.
-/// `mailconfd_acme_orders_total{result="ok"}`) in a node's /metrics; None
+/// `mailconfd_acme_orders_total{result="ok"}`, or a prefix of the labels
+/// such as `mailconfd_tls_handshakes_total{result="acme_challenge",`) in a
+/// node's /metrics; None
 /// when the listener does not answer or has no such sample (a counter never
 /// touched: read it with `unwrap_or(0.0)`).
 pub(crate) fn metric(ip: &str, port: u16, series: &str) -> Option<f64> {
@@ -181,9 +183,19 @@ pub(crate) fn metric(ip: &str, port: u16, series: &str) -> Option<f64> {
     .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
+    // `series` is a whole series (`name` or `name{labels}`), or ends in
+    // `{` or `,` to sum every series that starts so.
+    let partial = series.ends_with('{') || series.ends_with(',');
     let samples: Vec<f64> = text
         .lines()
-        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            if partial {
+                rest.rsplit_once("} ").map(|(_, v)| v)
+            } else {
+                rest.strip_prefix(' ')
+            }
+        })
         .filter_map(|v| v.trim().parse::<f64>().ok())
         .collect();
     (!samples.is_empty()).then(|| samples.iter().sum())

@@ -10,10 +10,12 @@
 //! - `shared`: three nodes start at once, a fourth joins, PostgreSQL
 //!   restarts under load, a new domain reaches every node, a restart while
 //!   PostgreSQL is down.
+//! - `alpn`: TLS-ALPN-01 validations answered by nodes that did not order.
 //! - `failover`: the ordering node is killed mid-order.
 //! - `migrate`: sled -> PostgreSQL with `state export`/`state import`, and
 //!   the cost per request on each backend.
 
+mod alpn;
 mod client;
 mod failover;
 mod harness;
