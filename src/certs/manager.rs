@@ -39,6 +39,9 @@ use job::{Job, Outcome};
 use schedule::{TokenBucket, renew_at, time_in_window};
 pub use status::StatusCounts;
 
+/// From this many newly configured domains on, the store is read in bulk
+/// (when it offers that) rather than per domain.
+const BULK_READ_FROM: usize = 100;
 /// Re-check everything at least this often even when nothing seems due.
 const MAX_SLEEP_SECS: i64 = 3_600;
 /// Renewal-information requests in flight at once.
@@ -187,8 +190,18 @@ impl Manager {
         let config = self.config.borrow().clone();
         let now = unix_now();
         let mut deployed = 0;
+        // A shared database: one query for all, not one per domain. When it
+        // fails (down at start), per-domain reads fall back to the local copy.
+        let mut bulk = match self.store.bulk() {
+            Some(Ok(b)) => Some(b),
+            _ => None,
+        };
         for (domain, names) in wanted(&config) {
-            let records = match self.store.certs_for(&domain) {
+            let stored = match bulk.as_mut() {
+                Some(b) => Ok(b.certs.remove(&domain).unwrap_or_default()),
+                None => self.store.certs_for(&domain),
+            };
+            let records = match stored {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed");
@@ -256,7 +269,33 @@ impl Manager {
                 self.statuses.retain(|d, _| wanted.contains_key(d));
                 self.unsaved.retain(|d| wanted.contains_key(d));
                 self.records.retain(|d, _| wanted.contains_key(d));
+                let new_domains = wanted
+                    .keys()
+                    .filter(|d| !self.statuses.contains_key(*d))
+                    .count();
+                // Many new domains (the start) from a shared database: one query.
+                let mut bulk = if new_domains > BULK_READ_FROM {
+                    match self.store.bulk() {
+                        Some(Ok(b)) => Some(b),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
                 for domain in wanted.keys() {
+                    if let (false, Some(b)) = (self.statuses.contains_key(domain), bulk.as_mut()) {
+                        let issuer = self.issuer.source().to_owned();
+                        let certs = b.certs.remove(domain).unwrap_or_default();
+                        if let Some(record) = certs.into_iter().find(|r| r.source == issuer) {
+                            self.records.insert(domain.clone(), record);
+                        }
+                        let status = b
+                            .statuses
+                            .remove(&(domain.clone(), issuer))
+                            .unwrap_or_default();
+                        self.statuses.insert(domain.clone(), status);
+                        continue;
+                    }
                     if !self.statuses.contains_key(domain) {
                         match self.store.cert(domain, self.issuer.source()) {
                             Ok(Some(record)) => {

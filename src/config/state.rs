@@ -56,24 +56,26 @@ pub(super) fn state_section(raw: RawState, p: &mut Problems) -> StateBackend {
                 if set {
                     p.error(
                         format!("state.{key}"),
-                        "only applies with backend = \"postgres\"",
+                        "only applies with backend = \"postgresql\"",
                     );
                 }
             }
             StateBackend::Sled
         }
-        "postgres" => {
+        // interface.md spells it "postgresql"; "postgres" (the URL scheme's
+        // short form) is accepted too.
+        "postgresql" | "postgres" => {
             let url = match raw.url {
                 Some(u) if !u.trim().is_empty() => u,
                 _ => {
-                    p.error("state.url", "is required with backend = \"postgres\"");
+                    p.error("state.url", "is required with backend = \"postgresql\"");
                     String::new()
                 }
             };
             if !url.is_empty() {
                 check_sql_url("state.url", &url, p);
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    p.error("state.url", "must be a postgres:// URL");
+                    p.error("state.url", "must be a postgresql:// URL");
                 }
             }
             let lease_secs = match raw.lease_secs {
@@ -104,7 +106,7 @@ pub(super) fn state_section(raw: RawState, p: &mut Problems) -> StateBackend {
             })
         }
         _ => {
-            p.error("state.backend", "must be \"sled\" or \"postgres\"");
+            p.error("state.backend", "must be \"sled\" or \"postgresql\"");
             StateBackend::Sled
         }
     }

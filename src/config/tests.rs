@@ -234,7 +234,7 @@ fn bare_domain_is_opt_in_per_provider_or_per_domain() {
 fn state_defaults_to_sled_and_checks_the_postgres_settings() {
     assert_eq!(parse(MINIMAL).unwrap().state, state::StateBackend::Sled);
     let pg = format!(
-        "{MINIMAL}\n[state]\nbackend = \"postgres\"\nurl = \"postgresql://mailconfd@db.internal/mailconfd\"\nnode = \"node-a\"\n"
+        "{MINIMAL}\n[state]\nbackend = \"postgresql\"\nurl = \"postgresql://mailconfd@db.internal/mailconfd\"\nnode = \"node-a\"\n"
     );
     match parse(&pg).unwrap().state {
         state::StateBackend::Postgres(s) => {

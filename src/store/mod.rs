@@ -129,6 +129,13 @@ pub trait Store: Send + Sync {
     /// Everything stored, for `mailconfd state export`.
     fn dump(&self) -> Result<dump::Dump, StoreError>;
 
+    /// Every certificate and status at once, for a start with many domains,
+    /// when one query beats one per domain (a database across the network).
+    /// None: read them one by one (sled, where each read is a memory lookup).
+    fn bulk(&self) -> Option<Result<Bulk, StoreError>> {
+        None
+    }
+
     /// Whether other nodes share this store. Only then do leases and shared
     /// challenges mean anything; a single node skips those round trips.
     fn is_shared(&self) -> bool {
@@ -174,6 +181,14 @@ pub trait Store: Send + Sync {
     fn clear_challenge(&self, _answer: &ChallengeAnswer) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// `Store::bulk`'s answer: records by mail domain.
+#[derive(Debug, Default)]
+pub struct Bulk {
+    pub certs: std::collections::HashMap<String, Vec<CertRecord>>,
+    /// By (domain, issuer).
+    pub statuses: std::collections::HashMap<(String, String), DomainStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -662,6 +662,44 @@ impl Store for PostgresStore {
         true
     }
 
+    fn bulk(&self) -> Option<Result<super::Bulk, StoreError>> {
+        let load = || -> Result<super::Bulk, StoreError> {
+            self.ensure_schema()?;
+            let mut bulk = super::Bulk::default();
+            for (domain, record) in self.select_certs(None)? {
+                bulk.certs.entry(domain).or_default().push(record);
+            }
+            let rows = self.call(|pool| async move {
+                sqlx::query("SELECT domain, issuer, status FROM mailconfd_status")
+                    .fetch_all(&pool)
+                    .await
+            })?;
+            for r in &rows {
+                let (domain, issuer, text): (String, String, String) =
+                    (r.get("domain"), r.get("issuer"), r.get("status"));
+                if let Ok(status) = serde_json::from_str(&text) {
+                    bulk.statuses.insert((domain, issuer), status);
+                }
+            }
+            Ok(bulk)
+        };
+        Some(match load() {
+            Ok(bulk) => {
+                if let Some(cache) = &self.cache {
+                    for (domain, records) in &bulk.certs {
+                        for r in records {
+                            if cache.cert(domain, &r.source).ok().flatten().as_ref() != Some(r) {
+                                let _ = cache.put_cert(domain, r);
+                            }
+                        }
+                    }
+                }
+                Ok(bulk)
+            }
+            Err(e) => Err(e),
+        })
+    }
+
     fn try_lease(&self, domain: &str, issuer: &str) -> Result<bool, StoreError> {
         self.ensure_schema()?;
         let (d, i, node, secs) = (
