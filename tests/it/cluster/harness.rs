@@ -32,7 +32,7 @@ pub(crate) struct Setup {
 pub(crate) struct Cluster {
     pub nodes: Vec<Node>,
     pub pg: Postgres,
-    /// `postgres://mailconfd@127.0.0.1:PORT/mailconfd`
+    /// `postgresql://mailconfd@127.0.0.1:PORT/mailconfd` (interface.md spelling)
     pub url: String,
     lease_secs: u64,
     /// `encryption_key_file` of every node, when `Setup::encrypt`.
@@ -84,7 +84,7 @@ impl Cluster {
         let pg = Postgres::start(world.dir.path())?;
         pg.sql("CREATE ROLE mailconfd LOGIN");
         pg.sql("CREATE DATABASE mailconfd OWNER mailconfd");
-        let url = format!("postgres://mailconfd@127.0.0.1:{}/mailconfd", pg.port);
+        let url = format!("postgresql://mailconfd@127.0.0.1:{}/mailconfd", pg.port);
         let key_file = setup.encrypt.then(|| {
             // What `openssl rand -hex 32` makes; fixed, the test needs no secret.
             let path = world.dir.path().join("state.key");
@@ -120,7 +120,7 @@ impl Cluster {
     /// The `[state]` table of a PostgreSQL node.
     pub(crate) fn state_section(&self, node: &str) -> String {
         let mut text = format!(
-            "\n[state]\nbackend = \"postgres\"\nurl = \"{}\"\nnode = \"{node}\"\nlease_secs = {}\n",
+            "\n[state]\nbackend = \"postgresql\"\nurl = \"{}\"\nnode = \"{node}\"\nlease_secs = {}\n",
             self.url, self.lease_secs
         );
         if let Some(key) = &self.key_file {
