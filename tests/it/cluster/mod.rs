@@ -7,9 +7,10 @@
 //! time for a certificate to reach every node, cost per request) are printed
 //! as `FIGURE` lines, never asserted.
 //!
-//! - `shared`: three nodes start at once, a fourth joins, PostgreSQL
-//!   restarts under load, a new domain reaches every node, a restart while
-//!   PostgreSQL is down.
+//! - `shared`: three nodes start at once: one order per domain, validations
+//!   answered across nodes, keys encrypted at rest.
+//! - `outage`: a fourth node joins, PostgreSQL restarts under load, a new
+//!   domain reaches every node, starts while PostgreSQL is down.
 //! - `alpn`: TLS-ALPN-01 validations answered by nodes that did not order.
 //! - `failover`: the ordering node is killed mid-order.
 //! - `migrate`: sled -> PostgreSQL with `state export`/`state import`, and
@@ -20,6 +21,7 @@ mod client;
 mod failover;
 mod harness;
 mod migrate;
+mod outage;
 mod shared;
 
 use std::collections::HashMap;
