@@ -411,6 +411,25 @@ impl Postgres {
         }
     }
 
+    /// From now on `user` must log in over TCP with `password`
+    /// (scram-sha-256); the superuser keeps trust, for `sql` and `query`.
+    pub fn require_password(&self, user: &str, password: &str) {
+        self.sql(&format!("ALTER ROLE {user} PASSWORD '{password}'"));
+        let hba = self.data.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).unwrap();
+        let mut text = "host all postgres 127.0.0.1/32 trust\n".to_owned();
+        for line in old.lines() {
+            if line.starts_with("host") {
+                text.push_str(&line.replace("trust", "scram-sha-256"));
+            } else {
+                text.push_str(line);
+            }
+            text.push('\n');
+        }
+        std::fs::write(&hba, text).unwrap();
+        self.sql("SELECT pg_reload_conf()");
+    }
+
     /// Starts the server again after `stop`, on the same port and data.
     pub fn start_again(&mut self) {
         assert!(!self.running, "stop first");

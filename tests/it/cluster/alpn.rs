@@ -1,7 +1,8 @@
 //! TLS-ALPN-01 across nodes: each name of a domain resolves to another of
 //! three nodes, so whichever node orders, two of its three validations are
 //! TLS handshakes (ALPN `acme-tls/1`) on nodes that must find the answer in
-//! the shared store. Each node counts them in its own metrics.
+//! the shared store. Each node counts them in its own metrics. PostgreSQL
+//! wants a password here, which the nodes read from `password_file`.
 
 use std::time::Instant;
 
@@ -21,6 +22,7 @@ async fn tls_alpn_01_validations_are_answered_by_any_node() {
         pebble: PebbleOptions::default(),
         lease_secs: 30,
         encrypt: false,
+        password: true,
     };
     let Some(mut c) = Cluster::start(setup).await else {
         return;

@@ -28,6 +28,7 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
         },
         lease_secs: LEASE_SECS,
         encrypt: false,
+        password: false,
     };
     let Some(mut c) = Cluster::start(setup).await else {
         return;

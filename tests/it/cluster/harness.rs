@@ -25,6 +25,9 @@ pub(crate) struct Setup {
     pub lease_secs: u64,
     /// Every node gets the same `[state] encryption_key_file`.
     pub encrypt: bool,
+    /// PostgreSQL asks the nodes for a password (scram-sha-256), which they
+    /// read from `[state] password_file`.
+    pub password: bool,
 }
 
 /// Pebble, PostgreSQL and the nodes of one test. Fields drop in order: the
@@ -37,6 +40,8 @@ pub(crate) struct Cluster {
     lease_secs: u64,
     /// `encryption_key_file` of every node, when `Setup::encrypt`.
     key_file: Option<PathBuf>,
+    /// `password_file` of every node, when `Setup::password`.
+    password_file: Option<PathBuf>,
     pub world: World,
 }
 
@@ -91,12 +96,20 @@ impl Cluster {
             std::fs::write(&path, format!("{}\n", "5a".repeat(32))).unwrap();
             path
         });
+        let password_file = setup.password.then(|| {
+            let password = "n0t-in-the-url";
+            pg.require_password("mailconfd", password);
+            let path = world.dir.path().join("db-password");
+            std::fs::write(&path, format!("{password}\n")).unwrap();
+            path
+        });
         Some(Cluster {
             nodes: Vec::new(),
             pg,
             url,
             lease_secs: setup.lease_secs,
             key_file,
+            password_file,
             world,
         })
     }
@@ -125,6 +138,9 @@ impl Cluster {
         );
         if let Some(key) = &self.key_file {
             text.push_str(&format!("encryption_key_file = \"{}\"\n", key.display()));
+        }
+        if let Some(file) = &self.password_file {
+            text.push_str(&format!("password_file = \"{}\"\n", file.display()));
         }
         text
     }
@@ -279,6 +295,17 @@ impl Node {
 
     pub(crate) fn running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Whether the process has exited without being reaped yet (a zombie),
+    /// e.g. refused to start: waits on it can stop at once.
+    pub(crate) fn exited(&self) -> bool {
+        self.child.as_ref().is_some_and(|c| {
+            std::fs::read_to_string(format!("/proc/{}/stat", c.id())).map_or(true, |stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+        })
     }
 
     pub(crate) fn log(&self) -> String {

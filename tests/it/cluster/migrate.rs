@@ -24,6 +24,7 @@ async fn a_sled_store_moved_to_postgres_is_served_without_a_new_order() {
         pebble: PebbleOptions::default(),
         lease_secs: 30,
         encrypt: false,
+        password: false,
     };
     let Some(c) = Cluster::start(setup).await else {
         return;

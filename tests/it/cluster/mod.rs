@@ -64,6 +64,13 @@ async fn wait_served_everywhere(
                         break fp;
                     }
                     assert!(
+                        !node.exited(),
+                        "{} ({}) exited: {}",
+                        node.name,
+                        node.ip,
+                        node.log()
+                    );
+                    assert!(
                         Instant::now() < deadline,
                         "{} ({}) does not serve {name} within {timeout:?}",
                         node.name,

@@ -32,6 +32,7 @@ pub(super) async fn three_nodes() -> Option<ThreeNodes> {
         pebble: PebbleOptions::default(),
         lease_secs: 30,
         encrypt: true,
+        password: false,
     };
     let mut c = Cluster::start(setup).await?;
     let domains: Vec<String> = (1..=DOMAINS).map(|i| format!("d{i}.test")).collect();
