@@ -1,6 +1,7 @@
 //! One integration-test binary (faster to link than one per file).
 mod acme;
 mod clients;
+mod cluster;
 mod deltachat;
 mod doctor;
 mod faults;

@@ -27,6 +27,10 @@ pub struct PebbleOptions {
     /// `PEBBLE_AUTHZREUSE`: percent chance a still-valid authorization is reused
     /// (Pebble's default, 50, when None).
     pub authz_reuse_percent: Option<u8>,
+    /// `PEBBLE_VA_SLEEPTIME`: Pebble's validator sleeps a random 0..N
+    /// seconds before each validation (keeps an order open, e.g. to kill the
+    /// node that placed it). None = `PEBBLE_VA_NOSLEEP=1`, as before.
+    pub va_sleep_secs: Option<u32>,
 }
 
 /// Pebble's arguments and environment.
@@ -47,6 +51,8 @@ pub struct Pebble {
     /// Pebble's command line, for `restart_ca`, and its management URL.
     command: Option<PebbleCommand>,
     management: String,
+    /// pebble-challtestsrv's management API (`http://127.0.0.1:PORT`).
+    chall_management: String,
     pebble: Option<Child>,
     challtestsrv: Option<Child>,
 }
@@ -86,6 +92,7 @@ impl Pebble {
             options,
             command: None,
             management: String::new(),
+            chall_management: String::new(),
             pebble: None,
             challtestsrv: None,
             dir,
@@ -149,6 +156,7 @@ impl Pebble {
             .spawn()
             .map_err(|e| format!("spawning pebble-challtestsrv: {e}"))?;
         self.challtestsrv = Some(challtestsrv);
+        self.chall_management = format!("http://127.0.0.1:{chall_management}");
         let args: Vec<std::ffi::OsString> = vec![
             "-config".into(),
             w.join("pebble-config.json").into(),
@@ -157,13 +165,14 @@ impl Pebble {
             // With "=": a bare `-strict false` ends Go's flag parsing.
             "-strict=false".into(),
         ];
-        let mut env = vec![
-            ("PEBBLE_VA_NOSLEEP".to_owned(), "1".to_owned()),
-            (
-                "PEBBLE_WFE_NONCEREJECT".to_owned(),
-                self.options.nonce_reject_percent.to_string(),
-            ),
-        ];
+        let mut env = vec![(
+            "PEBBLE_WFE_NONCEREJECT".to_owned(),
+            self.options.nonce_reject_percent.to_string(),
+        )];
+        match self.options.va_sleep_secs {
+            None => env.push(("PEBBLE_VA_NOSLEEP".to_owned(), "1".to_owned())),
+            Some(secs) => env.push(("PEBBLE_VA_SLEEPTIME".to_owned(), secs.to_string())),
+        }
         if let Some(percent) = self.options.authz_reuse_percent {
             env.push(("PEBBLE_AUTHZREUSE".to_owned(), percent.to_string()));
         }
@@ -284,6 +293,37 @@ impl Pebble {
     /// How many orders Pebble has created so far.
     pub fn orders(&self) -> usize {
         self.log().matches("Added order").count()
+    }
+
+    /// How many validations Pebble's VA has started sleeping before (only
+    /// with `va_sleep_secs`): an order whose challenges were accepted.
+    pub fn validations_sleeping(&self) -> usize {
+        self.log().matches("before validating").count()
+    }
+
+    /// Points `host` at `addresses` (only) in the mock DNS: challtestsrv's
+    /// `/clear-a` then `/add-a`. Pebble's validator then connects there
+    /// instead of the default 127.0.0.1.
+    pub fn set_a(&self, host: &str, addresses: &[&str]) {
+        self.chall_post("clear-a", serde_json::json!({ "host": host }));
+        self.chall_post(
+            "add-a",
+            serde_json::json!({ "host": host, "addresses": addresses }),
+        );
+    }
+
+    fn chall_post(&self, path: &str, body: serde_json::Value) {
+        let body = body.to_string();
+        let out = Command::new("curl")
+            .args(["-sSf", "--max-time", "5", "-d", &body])
+            .arg(format!("{}/{path}", self.chall_management))
+            .output()
+            .expect("running curl");
+        assert!(
+            out.status.success(),
+            "challtestsrv /{path} {body}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Kills the CA (not the DNS mock), as if it went down mid-run.

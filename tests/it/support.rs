@@ -392,6 +392,63 @@ impl Postgres {
         assert!(out.status.success(), "{sql}: {out:?}");
     }
 
+    /// Runs one query in database `db` as the superuser; rows as psql's
+    /// unaligned output (`|` between columns, one row a line). Err when psql
+    /// fails (e.g. the server is down).
+    pub fn query(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1"])
+            .args(["-c", sql])
+            .output()
+            .map_err(|e| format!("running psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!("{sql}: {}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// From now on `user` must log in over TCP with `password`
+    /// (scram-sha-256); the superuser keeps trust, for `sql` and `query`.
+    pub fn require_password(&self, user: &str, password: &str) {
+        self.sql(&format!("ALTER ROLE {user} PASSWORD '{password}'"));
+        let hba = self.data.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).unwrap();
+        let mut text = "host all postgres 127.0.0.1/32 trust\n".to_owned();
+        for line in old.lines() {
+            if line.starts_with("host") {
+                text.push_str(&line.replace("trust", "scram-sha-256"));
+            } else {
+                text.push_str(line);
+            }
+            text.push('\n');
+        }
+        std::fs::write(&hba, text).unwrap();
+        self.sql("SELECT pg_reload_conf()");
+    }
+
+    /// Starts the server again after `stop`, on the same port and data.
+    pub fn start_again(&mut self) {
+        assert!(!self.running, "stop first");
+        let pg = self.data.parent().unwrap().to_owned();
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["start", "-w", "-t", "30", "-l"])
+            .arg(pg.join("log"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-o")
+            .arg(format!("-h 127.0.0.1 -p {} -k {}", self.port, pg.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl start: {out:?}");
+        self.running = true;
+    }
+
     /// Stops the server at once (as a crash or a network cut would look).
     pub fn stop(&mut self) {
         if !self.running {
