@@ -12,7 +12,6 @@ use super::{ISSUE_TIMEOUT, SERIAL, orders_metric, wait_served_everywhere};
 use crate::pebble::PebbleOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails at random until src/tls/shared_challenge.rs stops turning away validations beyond MAX_IN_FLIGHT = 8 (try_acquire -> 404 / failed TLS-ALPN handshake); passes with 64"]
 async fn tls_alpn_01_validations_are_answered_by_any_node() {
     if !tools() {
         return;

@@ -67,7 +67,6 @@ pub(super) async fn three_nodes() -> Option<ThreeNodes> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails at random until src/tls/shared_challenge.rs stops turning away validations beyond MAX_IN_FLIGHT = 8 (try_acquire -> 404 / failed TLS-ALPN handshake); passes with 64"]
 async fn three_nodes_starting_at_once_order_each_domain_once() {
     if !tools() {
         return;
