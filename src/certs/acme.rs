@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
-    ExternalAccountKey, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeStatus,
+    ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder, Order, OrderStatus,
+    RetryPolicy,
 };
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
 
@@ -185,12 +186,16 @@ impl AcmeIssuer {
 
     async fn order(
         &self,
+        domain: &str,
         names: &[String],
         previous: Option<&CertRecord>,
     ) -> Result<Issued, IssueError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> =
             names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        if let Some(order) = self.resumable_order(&account, domain, names).await {
+            return self.complete(order, names).await;
+        }
         // Naming the replaced certificate makes a renewal exempt from rate
         // limits at Let's Encrypt; only where the CA speaks ARI, and only for
         // a certificate this directory issued.
@@ -222,7 +227,7 @@ impl AcmeIssuer {
                 other => other,
             },
         };
-        let mut order = match first_try {
+        let order = match first_try {
             Ok(o) => o,
             Err(instant_acme::Error::Api(p))
                 if p.r#type
@@ -239,6 +244,71 @@ impl AcmeIssuer {
             }
             Err(e) => return Err(acme_error(e)),
         };
+        if self.store.is_shared() {
+            // A node that takes over this domain's lease after we die
+            // finishes this order instead of placing another.
+            let (store, d, issuer, url, ordered) = (
+                self.store.clone(),
+                domain.to_owned(),
+                self.config.directory_url.clone(),
+                order.url().to_owned(),
+                names.to_vec(),
+            );
+            let _ = tokio::task::spawn_blocking(move || {
+                store.set_lease_order(&d, &issuer, &url, &ordered)
+            })
+            .await;
+        }
+        self.complete(order, names).await
+    }
+
+    /// Several nodes: the order a node that died while holding this
+    /// domain's lease left behind, if the CA still has it open for exactly
+    /// these names.
+    async fn resumable_order(
+        &self,
+        account: &Account,
+        domain: &str,
+        names: &[String],
+    ) -> Option<Order> {
+        if !self.store.is_shared() {
+            return None;
+        }
+        let (store, d, issuer) = (
+            self.store.clone(),
+            domain.to_owned(),
+            self.config.directory_url.clone(),
+        );
+        let (url, ordered) = tokio::task::spawn_blocking(move || store.lease_order(&d, &issuer))
+            .await
+            .ok()?
+            .ok()??;
+        let (mut ordered, mut wanted) = (ordered, names.to_vec());
+        ordered.sort();
+        wanted.sort();
+        if ordered != wanted {
+            tracing::info!(domain = %domain, "the order another node left was for other names; ordering anew");
+            return None;
+        }
+        let mut order = match account.order(url).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::info!(domain = %domain, error = %e, "the order another node left cannot be read; ordering anew");
+                return None;
+            }
+        };
+        let state = order.state();
+        if !matches!(state.status, OrderStatus::Pending | OrderStatus::Ready) {
+            tracing::info!(domain = %domain, status = ?state.status, "the order another node left is no longer open; ordering anew");
+            return None;
+        }
+        tracing::info!(domain = %domain, status = ?state.status, "finishing the order a node that stopped left behind");
+        Some(order)
+    }
+
+    /// Answers the challenges of `order`, waits for it, and finalizes it
+    /// with a new key.
+    async fn complete(&self, mut order: Order, names: &[String]) -> Result<Issued, IssueError> {
         let mut provisioned = Provisioned {
             resolver: &self.resolver,
             alpn: Vec::new(),
@@ -338,7 +408,11 @@ impl AcmeIssuer {
                     })?;
                 provisioned.published.push(answer);
             }
-            challenge.set_ready().await.map_err(acme_error)?;
+            // A resumed order's challenge may already be under validation
+            // (the node that placed it told the CA before it died).
+            if challenge.status == ChallengeStatus::Pending {
+                challenge.set_ready().await.map_err(acme_error)?;
+            }
         }
         Ok(())
     }
@@ -424,7 +498,7 @@ async fn why_invalid(order: &mut Order) -> IssueError {
 impl Issuer for AcmeIssuer {
     fn issue<'a>(
         &'a self,
-        _domain: &'a str,
+        domain: &'a str,
         names: &'a [String],
         previous: Option<&'a CertRecord>,
     ) -> futures_util::future::BoxFuture<'a, Result<Issued, IssueError>> {
@@ -434,7 +508,7 @@ impl Issuer for AcmeIssuer {
             // being backed off (and counted) like a failed validation.
             let mut attempt = 1;
             loop {
-                match self.order(names, previous).await {
+                match self.order(domain, names, previous).await {
                     Err(e) if e.transient && attempt < MAX_ORDER_ATTEMPTS => {
                         tracing::debug!(error = %e.message, attempt, "transient ACME error; ordering again");
                         attempt += 1;

@@ -155,6 +155,27 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Records on this node's lease the order it placed (URL and names), so
+    /// that a node taking the lease over after this one dies can finish it.
+    fn set_lease_order(
+        &self,
+        _domain: &str,
+        _issuer: &str,
+        _order_url: &str,
+        _names: &[String],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The order recorded on the domain's lease by its previous holder.
+    fn lease_order(
+        &self,
+        _domain: &str,
+        _issuer: &str,
+    ) -> Result<Option<(String, Vec<String>)>, StoreError> {
+        Ok(None)
+    }
+
     /// Gives the lease back (only if this node holds it).
     fn release_lease(&self, _domain: &str, _issuer: &str) -> Result<(), StoreError> {
         Ok(())

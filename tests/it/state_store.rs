@@ -106,6 +106,9 @@ fn postgres_store_shares_leases_keys_changes_and_challenges() {
     );
     n1.release_lease("a.example", ISSUER).unwrap();
     assert!(n2.try_lease("a.example", ISSUER).unwrap());
+    let names = vec!["autoconfig.a.example".to_owned()];
+    n2.set_lease_order("a.example", ISSUER, "https://ca.test/order/7", &names)
+        .unwrap();
     n1.release_lease("a.example", ISSUER).unwrap(); // not n1's: no effect
     assert!(!n3.try_lease("a.example", ISSUER).unwrap());
     let held = Instant::now();
@@ -116,6 +119,11 @@ fn postgres_store_shares_leases_keys_changes_and_challenges() {
     eprintln!(
         "lease taken over {:?} after it was last renewed",
         held.elapsed()
+    );
+    // The taker finds the order the previous holder placed, to finish it.
+    assert_eq!(
+        n3.lease_order("a.example", ISSUER).unwrap(),
+        Some(("https://ca.test/order/7".to_owned(), names.clone()))
     );
     assert!(!n2.try_lease("a.example", ISSUER).unwrap());
 

@@ -753,6 +753,64 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn set_lease_order(
+        &self,
+        domain: &str,
+        issuer: &str,
+        order_url: &str,
+        names: &[String],
+    ) -> Result<(), StoreError> {
+        let (d, i, node, url, names) = (
+            domain.to_owned(),
+            issuer.to_owned(),
+            self.node.clone(),
+            order_url.to_owned(),
+            names.join(" "),
+        );
+        self.call(move |pool| async move {
+            sqlx::query(
+                "UPDATE mailconfd_leases SET order_url = $4, order_names = $5
+                 WHERE domain = $1 AND issuer = $2 AND owner = $3",
+            )
+            .bind(d)
+            .bind(i)
+            .bind(node)
+            .bind(url)
+            .bind(names)
+            .execute(&pool)
+            .await
+        })?;
+        Ok(())
+    }
+
+    fn lease_order(
+        &self,
+        domain: &str,
+        issuer: &str,
+    ) -> Result<Option<(String, Vec<String>)>, StoreError> {
+        let (d, i) = (domain.to_owned(), issuer.to_owned());
+        let row: Option<(Option<String>, Option<String>)> = self.call(move |pool| async move {
+            sqlx::query_as(
+                "SELECT order_url, order_names FROM mailconfd_leases WHERE domain = $1 AND issuer = $2",
+            )
+            .bind(d)
+            .bind(i)
+            .fetch_optional(&pool)
+            .await
+        })?;
+        Ok(match row {
+            Some((Some(url), Some(names))) => Some((
+                url,
+                names
+                    .split(' ')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )),
+            _ => None,
+        })
+    }
+
     fn lease_renewal(&self) -> Option<Duration> {
         Some(Duration::from_secs((self.lease_secs / 3).max(1)))
     }

@@ -66,6 +66,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, name, token)
     );
     ",
+    // 2: the order a lease holder placed, for the node that takes over.
+    r"
+    ALTER TABLE mailconfd_leases ADD COLUMN order_url text;
+    ALTER TABLE mailconfd_leases ADD COLUMN order_names text;
+    ",
 ];
 
 /// The schema version this build needs.

@@ -1,6 +1,7 @@
 //! The node that holds a domain's order lease is killed (SIGKILL) while its
 //! order is open at the CA; another node takes the lease once it expires and
-//! finishes the certificate. Pebble's validator sleeps a random 0-9 s per
+//! finishes that same order (its URL is recorded on the lease): no second
+//! order at the CA. Pebble's validator sleeps a random 0-9 s per
 //! validation here, which keeps the order open long enough to kill in it.
 
 use std::time::{Duration, Instant};
@@ -104,11 +105,11 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
         .nodes
         .iter()
         .find(|n| n.name == stored_by)
-        .and_then(|n| first_order_after(&n.log(), domain, killed_at))
+        .and_then(|n| first_resume_after(&n.log(), domain, killed_at))
         .map_or("(not logged)".to_owned(), |d| format!("{d:.2?}"));
     eprintln!(
         "FIGURE failover: {owner} killed mid-order (lease_secs {LEASE_SECS}); {stored_by} \
-         started its order {took_over} after the kill, both survivors served {failover:.2?} \
+         took the order over {took_over} after the kill, both survivors served {failover:.2?} \
          after the kill; orders at the CA: {orders_at_kill} at the kill, {orders} in all; \
          survivors' orders_total ok={} failed={}",
         orders_metric(&rest, "ok"),
@@ -116,6 +117,20 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
     );
     assert_ne!(stored_by, owner, "stored by the dead node");
     assert!(rest.iter().any(|n| n.name == stored_by), "{stored_by}");
+    // The survivor finished the dead node's order (recorded on the lease)
+    // instead of placing another.
+    assert_eq!(
+        orders, orders_at_kill,
+        "a new order was placed after the kill"
+    );
+    let survivor = rest.iter().find(|n| n.name == stored_by).unwrap();
+    assert!(
+        survivor
+            .log()
+            .contains("finishing the order a node that stopped left behind"),
+        "{}",
+        survivor.log()
+    );
     // The order ended: its lease is released, not left to a dead owner.
     let deadline = Instant::now() + Duration::from_secs(20);
     while c.lease_owner(domain).is_some() {
@@ -128,12 +143,12 @@ async fn another_node_finishes_the_order_of_a_killed_node() {
     }
 }
 
-/// How long after `since` the first "ordering certificate" line for
+/// How long after `since` the first "finishing the order" line for
 /// `domain` in a node's log came (log timestamps are RFC 3339, UTC).
-fn first_order_after(log: &str, domain: &str, since: time::OffsetDateTime) -> Option<Duration> {
+fn first_resume_after(log: &str, domain: &str, since: time::OffsetDateTime) -> Option<Duration> {
     let wanted = format!("domain={domain} ");
     log.lines()
-        .filter(|l| l.contains("ordering certificate") && l.contains(&wanted))
+        .filter(|l| l.contains("finishing the order") && l.contains(&wanted))
         .filter_map(|l| {
             let stamp = l.split_whitespace().next()?;
             time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()
