@@ -5,6 +5,7 @@
 //! provider (aws-lc-rs) for the whole process, installed by `install_provider`.
 
 pub mod certkey;
+pub mod client;
 pub mod resolver;
 pub mod shared_challenge;
 pub mod sign;
