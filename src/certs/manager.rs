@@ -82,6 +82,22 @@ pub struct Manager {
     changes: Option<mpsc::Receiver<String>>,
 }
 
+/// Serves a stored certificate for the names of `domain` the config wants
+/// and the certificate covers; a missing name is ordered later.
+fn serve_stored(resolver: &CertResolver, domain: &str, wanted: &[String], record: &CertRecord) {
+    let served: Vec<String> = wanted
+        .iter()
+        .filter(|n| record.names.contains(n))
+        .cloned()
+        .collect();
+    resolver.set_domain_pem(
+        domain,
+        served,
+        record.chain_pem.clone(),
+        record.key_pem.clone(),
+    );
+}
+
 /// The next changed domain; pends forever without a change feed.
 async fn next_change(changes: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
     match changes {
@@ -214,13 +230,7 @@ impl Manager {
             if record.source != self.issuer_name() {
                 tracing::info!(domain = %domain, previous_issuer = %record.source, "serving a certificate from another CA until the configured one issues");
             }
-            // Serve what the certificate covers; a missing name is ordered later.
-            let served: Vec<String> = names
-                .into_iter()
-                .filter(|n| record.names.contains(n))
-                .collect();
-            self.resolver
-                .set_domain_pem(&domain, served, record.chain_pem, record.key_pem);
+            serve_stored(&self.resolver, &domain, &names, &record);
             deployed += 1;
         }
         tracing::info!(deployed, "stored certificates deployed");
@@ -607,17 +617,7 @@ impl Manager {
         {
             return false;
         }
-        let served: Vec<String> = names
-            .iter()
-            .filter(|n| record.names.contains(n))
-            .cloned()
-            .collect();
-        self.resolver.set_domain_pem(
-            domain,
-            served,
-            record.chain_pem.clone(),
-            record.key_pem.clone(),
-        );
+        serve_stored(&self.resolver, domain, names, &record);
         tracing::info!(domain = %domain, not_after = record.not_after, "serving a certificate another node stored");
         self.adopt_record(domain, record);
         true

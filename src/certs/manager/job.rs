@@ -136,18 +136,7 @@ impl Job {
 
     fn serve_adopted(&self, record: CertRecord) -> Outcome {
         let still_wanted = self.config.borrow().names_for_domain(&self.domain);
-        let served: Vec<String> = record
-            .names
-            .iter()
-            .filter(|n| still_wanted.contains(n))
-            .cloned()
-            .collect();
-        self.resolver.set_domain_pem(
-            &self.domain,
-            served,
-            record.chain_pem.clone(),
-            record.key_pem.clone(),
-        );
+        super::serve_stored(&self.resolver, &self.domain, &still_wanted, &record);
         Outcome::Adopted(record)
     }
 
