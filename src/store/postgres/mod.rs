@@ -340,7 +340,7 @@ impl PostgresStore {
         let key = self.unseal(
             row.get("key"),
             row.get("key_encrypted"),
-            &format!("cert|{domain}|{issuer}"),
+            &cert_row(domain, &issuer),
         )?;
         let names: String = row.get("names");
         Ok(CertRecord {
@@ -350,7 +350,7 @@ impl PostgresStore {
                 .map(str::to_owned)
                 .collect(),
             key_pem: String::from_utf8(key).map_err(|_| {
-                StoreError::Crypto(format!("cert|{domain}|{issuer}: key is not text"))
+                StoreError::Crypto(format!("{}: key is not text", cert_row(domain, &issuer)))
             })?,
             chain_pem: row.get("chain_pem"),
             not_before: row.get("not_before"),
@@ -374,6 +374,30 @@ impl PostgresStore {
                 Ok((domain, record))
             })
             .collect()
+    }
+}
+
+/// The names encrypted values are bound to (the AEAD's associated data):
+/// one spelling each, for sealing and opening alike.
+fn cert_row(domain: &str, issuer: &str) -> String {
+    format!("cert|{domain}|{issuer}")
+}
+
+fn account_row(directory_url: &str) -> String {
+    format!("account|{directory_url}")
+}
+
+fn blob_row(name: &str) -> String {
+    format!("blob|{name}")
+}
+
+/// Copies `records` into the local cache, writing only what changed (a
+/// start reads every certificate; most are already there).
+fn keep_certs(cache: &SledStore, domain: &str, records: &[CertRecord]) {
+    for r in records {
+        if cache.cert(domain, &r.source).ok().flatten().as_ref() != Some(r) {
+            let _ = cache.put_cert(domain, r);
+        }
     }
 }
 
@@ -401,7 +425,7 @@ impl Store for PostgresStore {
                     self.unseal(
                         r.get("credentials"),
                         r.get("encrypted"),
-                        &format!("account|{directory_url}"),
+                        &account_row(directory_url),
                     )
                 })
                 .transpose()
@@ -417,7 +441,7 @@ impl Store for PostgresStore {
 
     fn put_account(&self, directory_url: &str, credentials: &[u8]) -> Result<(), StoreError> {
         self.ensure_schema()?;
-        let (value, encrypted) = self.seal(credentials, &format!("account|{directory_url}"));
+        let (value, encrypted) = self.seal(credentials, &account_row(directory_url));
         let url = directory_url.to_owned();
         self.call(move |pool| async move {
             sqlx::query(
@@ -446,10 +470,8 @@ impl Store for PostgresStore {
 
     fn put_cert(&self, domain: &str, record: &CertRecord) -> Result<(), StoreError> {
         self.ensure_schema()?;
-        let (key, key_encrypted) = self.seal(
-            record.key_pem.as_bytes(),
-            &format!("cert|{domain}|{}", record.source),
-        );
+        let (key, key_encrypted) =
+            self.seal(record.key_pem.as_bytes(), &cert_row(domain, &record.source));
         let (d, r, node) = (domain.to_owned(), record.clone(), self.node.clone());
         self.call(move |pool| async move {
             let mut tx = pool.begin().await?;
@@ -494,13 +516,7 @@ impl Store for PostgresStore {
                     .map(|(_, r)| r)
                     .collect())
             },
-            |cache, records: &Vec<CertRecord>| {
-                for r in records {
-                    if cache.cert(domain, &r.source).ok().flatten().as_ref() != Some(r) {
-                        let _ = cache.put_cert(domain, r);
-                    }
-                }
-            },
+            |cache, records: &Vec<CertRecord>| keep_certs(cache, domain, records),
             |cache| cache.certs_for(domain),
         )
     }
@@ -570,10 +586,8 @@ impl Store for PostgresStore {
                         .fetch_optional(&pool)
                         .await
                 })?;
-                row.map(|r| {
-                    self.unseal(r.get("value"), r.get("encrypted"), &format!("blob|{name}"))
-                })
-                .transpose()
+                row.map(|r| self.unseal(r.get("value"), r.get("encrypted"), &blob_row(name)))
+                    .transpose()
             },
             |cache, value| {
                 if let Some(v) = value {
@@ -586,7 +600,7 @@ impl Store for PostgresStore {
 
     fn put_blob(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.ensure_schema()?;
-        let (sealed, encrypted) = self.seal(value, &format!("blob|{name}"));
+        let (sealed, encrypted) = self.seal(value, &blob_row(name));
         let n = name.to_owned();
         self.call(move |pool| async move {
             sqlx::query(
@@ -624,11 +638,8 @@ impl Store for PostgresStore {
         })?;
         for r in &accounts {
             let url: String = r.get("directory_url");
-            let plain = self.unseal(
-                r.get("credentials"),
-                r.get("encrypted"),
-                &format!("account|{url}"),
-            )?;
+            let plain =
+                self.unseal(r.get("credentials"), r.get("encrypted"), &account_row(&url))?;
             dump.push_account(&url, &plain);
         }
         for (domain, record) in self.select_certs(None)? {
@@ -662,7 +673,7 @@ impl Store for PostgresStore {
         })?;
         for r in &blobs {
             let name: String = r.get("name");
-            let plain = self.unseal(r.get("value"), r.get("encrypted"), &format!("blob|{name}"))?;
+            let plain = self.unseal(r.get("value"), r.get("encrypted"), &blob_row(&name))?;
             dump.push_blob(&name, &plain);
         }
         Ok(dump)
@@ -693,21 +704,13 @@ impl Store for PostgresStore {
             }
             Ok(bulk)
         };
-        Some(match load() {
-            Ok(bulk) => {
-                if let Some(cache) = &self.cache {
-                    for (domain, records) in &bulk.certs {
-                        for r in records {
-                            if cache.cert(domain, &r.source).ok().flatten().as_ref() != Some(r) {
-                                let _ = cache.put_cert(domain, r);
-                            }
-                        }
-                    }
+        Some(load().inspect(|bulk| {
+            if let Some(cache) = &self.cache {
+                for (domain, records) in &bulk.certs {
+                    keep_certs(cache, domain, records);
                 }
-                Ok(bulk)
             }
-            Err(e) => Err(e),
-        })
+        }))
     }
 
     fn try_lease(&self, domain: &str, issuer: &str) -> Result<bool, StoreError> {
