@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::pebble::free_tcp_port;
-use crate::support::eventually;
+use crate::support::{ServeProcess, eventually};
 
 const SUFFIX: &str = "dc=hoster,dc=example";
 const ROOT_DN: &str = "cn=admin,dc=hoster,dc=example";
@@ -231,16 +231,16 @@ fn write_certs(dir: &Path) -> PathBuf {
 }
 
 /// The daemon on a loopback port, plain HTTP.
+/// The real binary on a config of its own (reloaded, checked by the tests).
 struct Daemon {
-    child: Child,
-    port: u16,
+    process: ServeProcess,
     config: PathBuf,
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Daemon {
+    type Target = ServeProcess;
+    fn deref(&self) -> &ServeProcess {
+        &self.process
     }
 }
 
@@ -284,34 +284,10 @@ impl Daemon {
     fn start_with(dir: &Path, provider: &str, tail: &str) -> Daemon {
         let port = free_tcp_port();
         let config = write_config_with(dir, port, provider, tail);
-        let child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
-            .args(["serve", "-c"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            child,
-            port,
+        Daemon {
+            process: ServeProcess::start(&config, port),
             config,
-        };
-        eventually("the daemon", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        d
-    }
-
-    fn send(&self, request: &str) -> (u16, String) {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, body.to_owned())
+        }
     }
 
     fn status(&self, domain: &str) -> u16 {
@@ -319,23 +295,6 @@ impl Daemon {
             "GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.{domain}\r\nConnection: close\r\n\r\n"
         ))
         .0
-    }
-
-    fn thunderbird(&self, address: &str) -> (u16, String) {
-        let q = percent_encoding::utf8_percent_encode(address, percent_encoding::NON_ALPHANUMERIC);
-        self.send(&format!(
-            "GET /mail/config-v1.1.xml?emailaddress={q} HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n"
-        ))
-    }
-
-    fn pox(&self, address: &str) -> (u16, String) {
-        let body = format!(
-            "<Autodiscover><Request><EMailAddress>{address}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
-        );
-        self.send(&format!(
-            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ))
     }
 
     fn reload(&self) {

@@ -486,3 +486,70 @@ pub fn is_root() -> bool {
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
+
+/// The real binary (`mailconfd serve -c CONFIG`) as a child process on an
+/// HTTP port of 127.0.0.1, killed in `Drop`; for tests that need the
+/// process itself (signals, a fresh process per config) rather than the
+/// in-process `Daemon`.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServeProcess {
+    /// Starts it and waits until `port` accepts connections.
+    pub fn start(config: &std::path::Path, port: u16) -> ServeProcess {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailconfd"))
+            .args(["serve", "-c"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let process = ServeProcess { child, port };
+        eventually("the daemon", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        process
+    }
+
+    /// (status, body) of a raw HTTP/1.1 request; status 0 when no answer
+    /// came within 10 s.
+    pub fn send(&self, request: &str) -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_owned())
+    }
+
+    /// Thunderbird's autoconfig document for `address` (host autoconfig.example.com).
+    pub fn thunderbird(&self, address: &str) -> (u16, String) {
+        let q = percent_encoding::utf8_percent_encode(address, percent_encoding::NON_ALPHANUMERIC);
+        self.send(&format!(
+            "GET /mail/config-v1.1.xml?emailaddress={q} HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
+    /// Outlook's POX autodiscover answer for `address` (host autodiscover.example.com).
+    pub fn pox(&self, address: &str) -> (u16, String) {
+        let body = format!(
+            "<Autodiscover><Request><EMailAddress>{address}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
+        );
+        self.send(&format!(
+            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+}

@@ -4,11 +4,10 @@
 //! byte-for-byte the provider's default answer, never a 5xx.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use crate::pebble::free_tcp_port;
-use crate::support::{Postgres, eventually};
+use crate::support::{Postgres, ServeProcess};
 
 const PROVIDER: &str = r#"
 [[provider]]
@@ -42,70 +41,6 @@ fn config(dir: &Path, port: u16, users_from: &str) -> std::path::PathBuf {
     path
 }
 
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(config: &Path, port: u16) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_mailconfd"))
-            .args(["serve", "-c"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        eventually("the daemon", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Daemon { child, port }
-    }
-
-    /// (status, body) of a raw request.
-    fn send(&self, request: &str) -> (u16, String) {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let status = text[9..12].parse().unwrap();
-        (
-            status,
-            text.split_once("\r\n\r\n")
-                .map_or("", |(_, b)| b)
-                .to_owned(),
-        )
-    }
-
-    fn thunderbird(&self, address: &str) -> (u16, String) {
-        let q: String =
-            percent_encoding::utf8_percent_encode(address, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        self.send(&format!(
-            "GET /mail/config-v1.1.xml?emailaddress={q} HTTP/1.1\r\nHost: autoconfig.example.com\r\nConnection: close\r\n\r\n"
-        ))
-    }
-
-    fn pox(&self, address: &str) -> (u16, String) {
-        let body = format!(
-            "<Autodiscover><Request><EMailAddress>{address}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
-        );
-        self.send(&format!(
-            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.com\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ))
-    }
-}
-
 /// The provider's default answer for `address`, from the render command of a
 /// config without a directory.
 fn default_answer(dir: &Path, address: &str) -> String {
@@ -135,7 +70,7 @@ fn map_file_users_get_their_own_values_and_others_the_defaults() {
         port,
         &format!("  [provider.users_from]\n  file = \"{}\"\n", map.display()),
     );
-    let d = Daemon::start(&cfg, port);
+    let d = ServeProcess::start(&cfg, port);
     let (status, body) = d.thunderbird("alice@example.com");
     assert_eq!(status, 200);
     assert!(
@@ -207,7 +142,7 @@ fn postgresql_users_bound_as_parameters_and_a_dead_database_serves_defaults() {
             "  [provider.users_from]\n  sql = \"postgresql://postgres@127.0.0.1:{pg_port}/postgres\"\n  query = \"SELECT login_name, display_name, imap_host, smtp_host FROM mailbox WHERE username = $1\"\n  timeout_ms = 300\n"
         ),
     );
-    let d = Daemon::start(&cfg, port);
+    let d = ServeProcess::start(&cfg, port);
     let (_, body) = d.thunderbird("alice@example.com");
     assert!(
         body.contains("<hostname>imap7.example.com</hostname>"),
