@@ -286,6 +286,24 @@ domains = [{list}]
             .find(|r| r["domain"].as_str() == Some(domain))
     }
 
+    /// Waits until certs.json shows `domain` in `state`. The report is
+    /// written after the certificate is served, so a test that has just
+    /// seen the new certificate may still read the old row.
+    pub(crate) async fn wait_reported(&self, domain: &str, state: &str) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        loop {
+            let row = self.report_row(domain);
+            match &row {
+                Some(found) if found["state"] == state => return found.clone(),
+                _ => assert!(
+                    Instant::now() < deadline,
+                    "{domain} not {state} in certs.json within {WAIT_TIMEOUT:?}: {row:?}"
+                ),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Every document of `domain`, over HTTPS with SNI, checked.
     pub(crate) async fn check_documents(&self, domain: &str) {
         check_documents(self, domain).await;
@@ -707,8 +725,7 @@ async fn issue_and_serve_everything(challenge: &'static str) {
         assert_eq!(answered, challenge == "http-01", "{name}: {log}");
     }
     world.check_documents("example.test").await;
-    let row = world.report_row("example.test").expect("certs.json row");
-    assert_eq!(row["state"], "valid", "{row}");
+    world.wait_reported("example.test", "valid").await;
     daemon.stop().await;
 }
 
@@ -801,8 +818,7 @@ async fn restart_reuses_the_stored_certificate() {
         world.handshake(Some("mta-sts.example.test")).await.unwrap()[0],
         first
     );
-    let row = world.report_row("example.test").expect("certs.json row");
-    assert_eq!(row["state"], "valid", "{row}");
+    world.wait_reported("example.test", "valid").await;
     daemon.stop().await;
 }
 
@@ -1163,8 +1179,7 @@ async fn short_lived_certificates_are_renewed() {
         .count();
     assert!(orders >= 2, "{orders} orders");
     assert!(world.pebble.orders() >= 2, "{}", world.pebble.log());
-    let row = world.report_row("renew.test").expect("certs.json row");
-    assert_eq!(row["state"], "valid", "{row}");
+    world.wait_reported("renew.test", "valid").await;
     daemon.stop().await;
     assert!(
         test_started.elapsed() < Duration::from_secs(30),
@@ -1200,8 +1215,7 @@ async fn external_account_binding_is_sent() {
     std::fs::write(world.config_path(), text).unwrap();
     let daemon = InProcess::start(&world, http, https);
     world.wait_served("eab.test", ISSUE_TIMEOUT).await;
-    let row = world.report_row("eab.test").expect("certs.json row");
-    assert_eq!(row["state"], "valid", "{row}");
+    world.wait_reported("eab.test", "valid").await;
     daemon.stop().await;
 
     // Without: a second daemon, own state and ports, same CA.
