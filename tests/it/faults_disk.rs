@@ -222,9 +222,22 @@ impl Ext4 {
     }
 
     /// Unmounts, repairs (e2fsck) and mounts again read-write: the operator
-    /// after the disk trouble.
-    fn repair(&self) {
+    /// after the disk trouble. The repair works on a copy of the image:
+    /// a process that made its own mount namespace meanwhile (Chromium's
+    /// and Thunderbird's sandboxes, run by other tests) keeps the failed
+    /// file system alive after our `umount`, and `mount -o loop` of the same
+    /// file would then reuse that loop device and hand back the failed,
+    /// read-only file system. The failed one writes nothing more, so the
+    /// copy is what the disk holds.
+    fn repair(&mut self) {
         run(Command::new("umount").arg(&self.path)).unwrap();
+        let repaired = self.image.with_extension("repaired.img");
+        run(Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&self.image)
+            .arg(&repaired))
+        .unwrap();
+        self.image = repaired;
         // 0: clean, 1: errors corrected.
         let status = Command::new("e2fsck")
             .args(["-f", "-y"])
@@ -237,6 +250,9 @@ impl Ext4 {
             .arg(&self.image)
             .arg(&self.path))
         .unwrap();
+        let probe = self.path.join("probe");
+        std::fs::write(&probe, "x").expect("the repaired file system is writable");
+        std::fs::remove_file(&probe).unwrap();
     }
 }
 
@@ -259,7 +275,7 @@ async fn read_only_state_directory_while_serving() {
     let (http_port, https_port) = (free_tcp_port(), free_tcp_port());
     let mut world = World::new("tls-alpn-01", http_port, https_port).await;
     let image = world.dir.path().join("state.img");
-    let Some(disk) = Ext4::mount(&world.state_dir(), &image) else {
+    let Some(mut disk) = Ext4::mount(&world.state_dir(), &image) else {
         return;
     };
     world.write_config(&["ro-ok.test"], 5);
