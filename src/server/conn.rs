@@ -36,7 +36,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::limits::{ClientKey, Limits};
 use super::{Acceptor, Io, Protocol};
-use crate::config::IpNet;
 use crate::http::{self, ConnInfo, Shared};
 
 /// A TLS handshake must finish within this.
@@ -69,10 +68,6 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Everything a connection needs from the server.
 pub struct Ctx {
     pub shared: Arc<Shared>,
-    /// `server.trusted_proxies`: their connections are not limited per
-    /// client (every client behind the proxy shares its address); requests
-    /// through them are rated by the X-Forwarded-For client instead.
-    pub trusted_proxies: Vec<IpNet>,
     pub limits: Arc<Limits>,
     pub shutdown: CancellationToken,
     pub http1: http1::Builder,
@@ -80,8 +75,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Whether `ip` is one of `server.trusted_proxies` (as reloaded): their
+    /// connections are not limited per client (every client behind the
+    /// proxy shares its address); requests through them are rated by the
+    /// X-Forwarded-For client instead.
     pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(ip))
+        let config = self.shared.config.borrow();
+        config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip))
     }
 }
 
@@ -194,7 +198,9 @@ pub async fn serve(
                 // through even while its address range is noisy.
                 let acme = req.uri().path().starts_with("/.well-known/acme-challenge/");
                 let (key, client) = if ctx.is_trusted(peer.ip()) {
-                    let ip = http::client_ip(peer.ip(), req.headers(), &ctx.trusted_proxies);
+                    let config = ctx.shared.config.borrow().clone();
+                    let ip =
+                        http::client_ip(peer.ip(), req.headers(), &config.server.trusted_proxies);
                     (ctx.limits.key(ip), ip)
                 } else {
                     (key, peer.ip())

@@ -20,14 +20,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 
 use crate::config::LimitsConfig;
 
+mod buckets;
+mod capacity;
+use buckets::{Buckets, Taken};
+use capacity::Capacity;
+
 /// Counters per sketch row (2 rows of u32: 128 KiB).
 const SKETCH_WIDTH: usize = 16_384;
-/// Token-bucket slots per table (each ~40 bytes; two tables).
-const BUCKET_SLOTS: usize = 8_192;
 /// Refusal log lines per minute, all clients together.
 const LOG_LINES_PER_MINUTE: u32 = 20;
 /// Below this share of free connection slots the server is under pressure and
@@ -78,8 +81,13 @@ impl Refusal {
 
 /// All the limits of one server: the global cap, per-client caps and rates.
 pub struct Limits {
-    pub config: LimitsConfig,
-    global: Arc<Semaphore>,
+    /// Replaced by a reload (`apply`); read afresh for every decision.
+    config: std::sync::RwLock<LimitsConfig>,
+    global: Capacity,
+    /// Connections waiting for a place under the global cap hold a socket
+    /// each: at most a quarter of the cap may wait, the rest are closed at
+    /// once.
+    queue: Capacity,
     hasher: RandomState,
     sketch: Box<[AtomicU32]>,
     connection_rate: Mutex<Buckets>,
@@ -99,8 +107,9 @@ pub struct ClientSlot {
 impl Limits {
     pub fn new(config: LimitsConfig) -> Limits {
         Limits {
-            config,
-            global: Arc::new(Semaphore::new(config.max_connections)),
+            config: std::sync::RwLock::new(config),
+            global: Capacity::new(config.max_connections),
+            queue: Capacity::new(queue_size(config)),
             hasher: RandomState::new(),
             sketch: (0..2 * SKETCH_WIDTH).map(|_| AtomicU32::new(0)).collect(),
             connection_rate: Mutex::new(Buckets::new()),
@@ -112,8 +121,29 @@ impl Limits {
         }
     }
 
+    /// The limits in force.
+    pub fn config(&self) -> LimitsConfig {
+        *self
+            .config
+            .read()
+            .expect("limits lock: no panics while held")
+    }
+
+    /// A reloaded `[limits]`: rates, per-client caps and the IPv6 prefix
+    /// apply to the next decision; the global cap and its queue are resized
+    /// (a smaller cap is reached as connections close, none is cut).
+    pub fn apply(&self, new: LimitsConfig) {
+        *self
+            .config
+            .write()
+            .expect("limits lock: no panics while held") = new;
+        self.global.resize(new.max_connections);
+        self.queue.resize(queue_size(new));
+        self.update_pressure();
+    }
+
     pub fn key(&self, ip: IpAddr) -> ClientKey {
-        ClientKey::new(ip, self.config.ipv6_client_prefix)
+        ClientKey::new(ip, self.config().ipv6_client_prefix)
     }
 
     fn now_ms(&self) -> u64 {
@@ -123,10 +153,8 @@ impl Limits {
     /// Takes a token from the client's new-connection bucket.
     pub fn allow_connection(&self, key: ClientKey, ip: IpAddr) -> bool {
         let hash = self.hasher.hash_one((0u8, key));
-        let (rate, burst) = (
-            self.config.connections_per_second,
-            self.config.connection_burst,
-        );
+        let config = self.config();
+        let (rate, burst) = (config.connections_per_second, config.connection_burst);
         self.take(
             &self.connection_rate,
             hash,
@@ -140,7 +168,8 @@ impl Limits {
     /// Takes a token from the client's request bucket.
     pub fn allow_request(&self, key: ClientKey, ip: IpAddr) -> bool {
         let hash = self.hasher.hash_one((1u8, key));
-        let (rate, burst) = (self.config.requests_per_second, self.config.request_burst);
+        let config = self.config();
+        let (rate, burst) = (config.requests_per_second, config.request_burst);
         self.take(&self.request_rate, hash, rate, burst, ip, Refusal::Requests)
     }
 
@@ -179,7 +208,7 @@ impl Limits {
             .map(|&c| self.sketch[c].load(Ordering::Relaxed))
             .min()
             .unwrap_or(0);
-        if estimate as usize >= self.config.max_connections_per_client {
+        if estimate as usize >= self.config().max_connections_per_client {
             // The per-client minute gate lives in the connection-rate table.
             let hash = self.hasher.hash_one((0u8, key));
             let log = self
@@ -203,7 +232,7 @@ impl Limits {
 
     /// A place under the global cap, if one is free now.
     pub fn try_global(self: &Arc<Self>) -> Option<GlobalSlot> {
-        let permit = self.global.clone().try_acquire_owned().ok();
+        let permit = self.global.semaphore().clone().try_acquire_owned().ok();
         self.update_pressure();
         Some(GlobalSlot {
             permit: Some(permit?),
@@ -214,7 +243,7 @@ impl Limits {
     /// Waits for a place under the global cap (first come, first served), at
     /// most `within`.
     pub async fn wait_global(self: &Arc<Self>, within: Duration) -> Option<GlobalSlot> {
-        let permit = tokio::time::timeout(within, self.global.clone().acquire_owned())
+        let permit = tokio::time::timeout(within, self.global.semaphore().clone().acquire_owned())
             .await
             .ok()?
             .ok()?;
@@ -223,6 +252,12 @@ impl Limits {
             permit: Some(permit),
             limits: self.clone(),
         })
+    }
+
+    /// A place in the queue of connections waiting for a place under the
+    /// global cap, if one is free.
+    pub fn try_queue(&self) -> Option<OwnedSemaphorePermit> {
+        self.queue.semaphore().clone().try_acquire_owned().ok()
     }
 
     /// Whether free connection slots are scarce; connections watch it.
@@ -243,8 +278,8 @@ impl Limits {
 
     /// Re-evaluates pressure; called on every admission and release.
     pub fn update_pressure(&self) {
-        let free = self.global.available_permits() * 100;
-        let max = self.config.max_connections;
+        let free = self.global.semaphore().available_permits() * 100;
+        let max = self.global.size();
         let mut started = false;
         self.pressure.send_if_modified(|on| {
             let next = if *on {
@@ -295,11 +330,15 @@ impl Limits {
     pub fn log_global_full(&self) {
         if self.log_budget() {
             tracing::warn!(
-                max_connections = self.config.max_connections,
+                max_connections = self.global.size(),
                 "connection limit reached; new connections are closed until slots free up"
             );
         }
     }
+}
+
+fn queue_size(config: LimitsConfig) -> usize {
+    config.max_connections.div_ceil(4)
 }
 
 /// One connection's place under the global cap; released on drop.
@@ -349,96 +388,6 @@ impl LogBudget {
         }
         self.used += 1;
         Some(previous_dropped)
-    }
-}
-
-#[derive(Clone, Copy, Default)]
-struct Bucket {
-    /// Hash of the client; 0 = empty slot.
-    tag: u64,
-    /// Tokens in thousandths.
-    milli_tokens: u64,
-    last_ms: u64,
-    /// When a refusal for this client was last logged (ms + 1; 0 = never).
-    logged_ms: u64,
-}
-
-enum Taken {
-    Yes,
-    No { log: bool },
-}
-
-/// Fixed-size token-bucket table, two candidate slots per client.
-struct Buckets {
-    slots: Box<[Bucket]>,
-}
-
-impl Buckets {
-    fn new() -> Buckets {
-        Buckets {
-            slots: vec![Bucket::default(); BUCKET_SLOTS].into_boxed_slice(),
-        }
-    }
-
-    /// The client's slot, or the staler of its two candidates, reset for it.
-    fn slot(&mut self, hash: u64, now: u64, burst: u32) -> &mut Bucket {
-        let tag = hash | 1;
-        let a = (hash as usize) % BUCKET_SLOTS;
-        let b = ((hash >> 32) as usize ^ 0x5bd1) % BUCKET_SLOTS;
-        let i = if self.slots[a].tag == tag {
-            a
-        } else if self.slots[b].tag == tag {
-            b
-        } else {
-            let i = if self.slots[a].last_ms <= self.slots[b].last_ms {
-                a
-            } else {
-                b
-            };
-            self.slots[i] = Bucket {
-                tag,
-                milli_tokens: u64::from(burst) * 1000,
-                last_ms: now,
-                logged_ms: 0,
-            };
-            i
-        };
-        &mut self.slots[i]
-    }
-
-    fn take(&mut self, hash: u64, now: u64, rate: u32, burst: u32) -> Taken {
-        let b = self.slot(hash, now, burst);
-        let refill = now.saturating_sub(b.last_ms) * u64::from(rate);
-        b.milli_tokens = (b.milli_tokens + refill).min(u64::from(burst) * 1000);
-        b.last_ms = now;
-        if b.milli_tokens >= 1000 {
-            b.milli_tokens -= 1000;
-            return Taken::Yes;
-        }
-        Taken::No {
-            log: gate_minute(b, now),
-        }
-    }
-
-    /// Once-a-minute log gate of the client's slot, without taking a token.
-    fn should_log(&mut self, hash: u64, now: u64) -> bool {
-        let tag = hash | 1;
-        let a = (hash as usize) % BUCKET_SLOTS;
-        let b = ((hash >> 32) as usize ^ 0x5bd1) % BUCKET_SLOTS;
-        match [a, b].into_iter().find(|&i| self.slots[i].tag == tag) {
-            Some(i) => gate_minute(&mut self.slots[i], now),
-            // No slot: the client connected but its slot was taken over; log.
-            None => true,
-        }
-    }
-}
-
-fn gate_minute(b: &mut Bucket, now: u64) -> bool {
-    if b.logged_ms == 0 || now + 1 >= b.logged_ms + 60_000 {
-        b.logged_ms = now + 1;
-        true
-    } else {
-        false
     }
 }
 

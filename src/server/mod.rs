@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -76,40 +75,33 @@ pub struct Listener {
 }
 
 /// Serves every listener until `shutdown` fires, then lets in-flight requests
-/// finish (at most SHUTDOWN_GRACE) and returns. Limits are read from the
-/// config once, here (changing them takes a restart).
+/// finish (at most SHUTDOWN_GRACE) and returns. `[limits]` follow reloads.
 pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let (config, trusted_proxies): (LimitsConfig, _) = {
-        let c = shared.config.borrow();
-        (c.limits, c.server.trusted_proxies.clone())
-    };
+    let config: LimitsConfig = shared.config.borrow().limits;
     check_open_file_limit(config.max_connections);
     let tracker = TaskTracker::new();
     let (http1, http2) = conn::builders();
     let ctx = Arc::new(conn::Ctx {
         shared,
-        trusted_proxies,
         limits: Arc::new(Limits::new(config)),
         shutdown: shutdown.clone(),
         http1,
         http2,
     });
-    // Connections waiting for a place under the global cap hold a socket each:
-    // at most a quarter of the cap may wait, the rest are closed at once.
-    let queue = Arc::new(Semaphore::new(config.max_connections.div_ceil(4)));
+    let follower = tokio::spawn(follow_reloads(ctx.clone()));
     let mut accept_loops = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
         accept_loops.push(tokio::spawn(accept_loop(
             index,
             listener,
             ctx.clone(),
-            queue.clone(),
             tracker.clone(),
         )));
     }
     for l in accept_loops {
         let _ = l.await;
     }
+    follower.abort();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
@@ -119,6 +111,31 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>, shutdown: Canc
             open = tracker.len(),
             "connections still open after the shutdown grace period; closing them"
         );
+    }
+}
+
+/// Applies each published config's `[limits]` (the reload has validated
+/// them) until shutdown.
+async fn follow_reloads(ctx: Arc<conn::Ctx>) {
+    let mut config = ctx.shared.config.clone();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            changed = config.changed() => if changed.is_err() { return },
+        }
+        let new = config.borrow_and_update().limits;
+        let old = ctx.limits.config();
+        if new != old {
+            ctx.limits.apply(new);
+            if new.max_connections > old.max_connections {
+                check_open_file_limit(new.max_connections);
+            }
+            tracing::info!(
+                max_connections = new.max_connections,
+                max_connections_per_client = new.max_connections_per_client,
+                "connection limits applied"
+            );
+        }
     }
 }
 
@@ -147,13 +164,7 @@ fn check_open_file_limit(max_connections: usize) {
     }
 }
 
-async fn accept_loop(
-    index: usize,
-    listener: Listener,
-    ctx: Arc<conn::Ctx>,
-    queue: Arc<Semaphore>,
-    tracker: TaskTracker,
-) {
+async fn accept_loop(index: usize, listener: Listener, ctx: Arc<conn::Ctx>, tracker: TaskTracker) {
     let local = listener.tcp.local_addr().ok();
     // Proof of life for systemd's watchdog: this loop is being polled.
     let mut beat = tokio::time::interval(crate::systemd::HEARTBEAT_INTERVAL);
@@ -162,7 +173,7 @@ async fn accept_loop(
             _ = ctx.shutdown.cancelled() => break,
             _ = beat.tick() => ctx.shared.heartbeat.beat(index),
             accepted = listener.tcp.accept() => match accepted {
-                Ok((tcp, peer)) => admit(tcp, peer, &listener, &ctx, &queue, &tracker),
+                Ok((tcp, peer)) => admit(tcp, peer, &listener, &ctx, &tracker),
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning;
                     // logged within the refusal budget (this repeats 10 times a
@@ -184,7 +195,6 @@ fn admit(
     peer: SocketAddr,
     listener: &Listener,
     ctx: &Arc<conn::Ctx>,
-    queue: &Arc<Semaphore>,
     tracker: &TaskTracker,
 ) {
     let limits = &ctx.limits;
@@ -207,12 +217,12 @@ fn admit(
     let global = limits.try_global();
     let queued = match global {
         Some(_) => None,
-        None => match queue.clone().try_acquire_owned() {
-            Ok(q) => {
+        None => match limits.try_queue() {
+            Some(q) => {
                 limits.evict_one();
                 Some(q)
             }
-            Err(_) => {
+            None => {
                 limits.log_global_full();
                 ctx.shared.metrics.refused(Limit::global);
                 return;

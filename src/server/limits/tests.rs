@@ -75,7 +75,10 @@ fn table_does_not_grow_with_clients() {
         let ip = IpAddr::from(std::net::Ipv4Addr::from(i));
         l.allow_connection(l.key(ip), ip);
     }
-    assert_eq!(l.connection_rate.lock().unwrap().slots.len(), BUCKET_SLOTS);
+    assert_eq!(
+        l.connection_rate.lock().unwrap().slots.len(),
+        buckets::BUCKET_SLOTS
+    );
 }
 
 #[test]

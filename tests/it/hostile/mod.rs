@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use attacks::{Env, Hold};
-use target::{NAME, Target, connect_from};
+use target::{DOC, NAME, Target, connect_from};
 
 /// The legitimate client's address: not shared with any attacker.
 const LEGIT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 250);
@@ -597,4 +597,98 @@ async fn a_full_server_makes_room_by_closing_the_longest_idle_connection() {
         }
     }
     assert_eq!(closed, 1, "idle connections closed to make room");
+}
+
+/// Whether the server closes `s` within `within` (EOF or reset), having
+/// sent nothing.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// A GET of the Thunderbird document on an open connection; the status line.
+async fn status_on(s: &mut tokio::net::TcpStream) -> String {
+    let request = format!("GET {DOC} HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `[limits]` follow a reload: a raised per-client cap lets a client's third
+/// connection in at once, and a lowered global cap (with its smaller queue)
+/// turns newcomers away.
+#[tokio::test]
+async fn limits_follow_a_reload() {
+    let t = Target::start_with("\n[limits]\nmax_connections_per_client = 2\n").await;
+    let client = Ipv4Addr::new(127, 0, 0, 77);
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(connect_from(client, t.http).await.unwrap());
+    }
+    let mut third = connect_from(client, t.http).await.unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_secs(1)).await,
+        "a third connection over the cap of 2"
+    );
+
+    t.reload_with("\n[limits]\nmax_connections_per_client = 4\n")
+        .await;
+    limits_applied(&t, 1).await;
+    let mut third = connect_from(client, t.http).await.unwrap();
+    assert!(
+        !closed_within(&mut third, Duration::from_millis(300)).await,
+        "a third connection under the raised cap of 4"
+    );
+    assert_eq!(status_on(&mut third).await, "HTTP/1.1 200 OK");
+
+    // The cap drops to three. Then three fresh connections (too young to be
+    // closed for a newcomer, EVICT_MIN_IDLE) fill it, a fourth waits in the
+    // queue of ceil(3/4) = 1, and a fifth is turned away at once.
+    t.reload_with("\n[limits]\nmax_connections = 3\nmax_connections_per_client = 3\n")
+        .await;
+    limits_applied(&t, 2).await;
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fresh = Vec::new();
+    for i in 0..4u8 {
+        fresh.push(
+            connect_from(Ipv4Addr::new(127, 0, 1, i + 1), t.http)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut fifth = connect_from(Ipv4Addr::new(127, 0, 1, 5), t.http)
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut fifth, Duration::from_secs(1)).await,
+        "a fifth newcomer beyond the lowered cap of 3 and its queue of 1"
+    );
+    assert_eq!(status_on(&mut fresh[0]).await, "HTTP/1.1 200 OK");
+    let log = t.log_text();
+    assert!(
+        log.contains("connection limit reached") && log.contains("max_connections=3"),
+        "{log}"
+    );
+}
+
+/// Waits (bounded) until the server has logged `n` limit changes.
+async fn limits_applied(t: &Target, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.log_text().matches("connection limits applied").count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "limits change {n} not applied:\n{}",
+            t.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

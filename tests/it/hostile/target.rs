@@ -14,13 +14,16 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::support::CONFIG;
 
 pub const NAME: &str = "autoconfig.example.com";
-const DOC: &str = "/mail/config-v1.1.xml";
+pub const DOC: &str = "/mail/config-v1.1.xml";
 
 pub struct Target {
     child: Child,
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub log: PathBuf,
+    config_path: PathBuf,
+    /// The config without the `extra` given to `start_with`.
+    base_config: String,
     /// Client config trusting the local CA, HTTP/1.1 by ALPN.
     pub tls: Arc<rustls::ClientConfig>,
     /// The same, offering h2 only.
@@ -49,7 +52,7 @@ impl Target {
         let dir = tempfile::tempdir().unwrap();
         let (http, https) = (free_port(), free_port());
         let state = dir.path().join("state");
-        let config = CONFIG
+        let base_config = CONFIG
             .replace("trusted_proxies = [\"127.0.0.0/8\"]\n", "")
             .replace(
                 "state_dir = \"/nonexistent-not-used-in-off-mode\"",
@@ -58,10 +61,9 @@ impl Target {
                     state.display().to_string()
                 ),
             )
-            .replace("mode = \"off\"", "mode = \"local\"")
-            + extra;
+            .replace("mode = \"off\"", "mode = \"local\"");
         let config_path = dir.path().join("mailconfd.toml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, base_config.clone() + extra).unwrap();
         let log = dir.path().join("log");
         let bin = std::env::var_os("MAILCONFD_BIN")
             .map(PathBuf::from)
@@ -108,6 +110,8 @@ impl Target {
             http: format!("127.0.0.1:{http}").parse().unwrap(),
             https: format!("127.0.0.1:{https}").parse().unwrap(),
             log,
+            config_path,
+            base_config,
             tls: config(b"http/1.1"),
             tls_h2: config(b"h2"),
             _dir: dir,
@@ -164,6 +168,28 @@ impl Target {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Rewrites the config with `extra` in place of `start_with`'s, sends
+    /// SIGHUP and waits (bounded) until the server logs that it applied it.
+    pub async fn reload_with(&self, extra: &str) {
+        let applied = |log: &str| log.matches("config reloaded").count();
+        let before = applied(&self.log_text());
+        std::fs::write(&self.config_path, self.base_config.clone() + extra).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while applied(&self.log_text()) == before {
+            assert!(
+                Instant::now() < deadline,
+                "reload not applied within 10 s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Still running (not crashed).
