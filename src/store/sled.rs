@@ -16,6 +16,11 @@ pub struct SledStore {
     path: PathBuf,
     trees: std::sync::RwLock<Option<Trees>>,
     broken: std::sync::atomic::AtomicBool,
+    /// Our own fsync failed: the disk, not sled, is broken. sled's close
+    /// fsyncs too and panics when that fails (unless it saw an error
+    /// itself), so this store is then left unclosed: the process is about
+    /// to exit or to reopen it, and has nothing more to write.
+    disk_failed: std::sync::atomic::AtomicBool,
     /// False for a cache of another store (sled's own background flush,
     /// every 500 ms, is enough there, and deploying 100,000 certificates must
     /// not cost 100,000 fsyncs).
@@ -95,6 +100,7 @@ impl SledStore {
             path,
             trees: std::sync::RwLock::new(Some(trees)),
             broken: std::sync::atomic::AtomicBool::new(false),
+            disk_failed: std::sync::atomic::AtomicBool::new(false),
             flush_writes,
         })
     }
@@ -145,12 +151,20 @@ impl SledStore {
             return result;
         }
         if self.flush_writes {
-            // A failure here is the disk's, not sled's: sled is still
-            // sound, so it is not reopened (and dropping it now would make
-            // its own fsync fail, which panics).
-            self.read(|t| t.log_file.sync_all().map_err(|e| sled::Error::Io(e).into()))?;
+            self.sync_log()?;
         }
         Ok(())
+    }
+
+    /// fsyncs sled's log. A failure is the disk's, not sled's: sled stays
+    /// open (not reopened, not closed: see `disk_failed`).
+    fn sync_log(&self) -> Result<(), StoreError> {
+        let result = self.read(|t| t.log_file.sync_all().map_err(|e| sled::Error::Io(e).into()));
+        if result.is_err() {
+            self.disk_failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
     }
 }
 
@@ -225,7 +239,8 @@ impl Store for SledStore {
         self.read(|t| {
             t.db.flush()?;
             Ok(())
-        })
+        })?;
+        self.sync_log()
     }
 
     fn dump(&self) -> Result<super::dump::Dump, StoreError> {
@@ -293,6 +308,19 @@ impl Store for SledStore {
         self.broken.store(false, Ordering::SeqCst);
         tracing::info!(path = %self.path.display(), "state database reopened after a write error");
         Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        let failed = *self.disk_failed.get_mut();
+        if let Ok(trees) = self.trees.get_mut()
+            && let Some(trees) = trees.take()
+            && failed
+        {
+            tracing::warn!(path = %self.path.display(), "the state database is left unclosed: its disk failed");
+            std::mem::forget(trees);
+        }
     }
 }
 

@@ -657,15 +657,22 @@ impl Binary {
     }
 
     /// SIGTERM; must exit 0 in time.
-    pub(crate) async fn stop(mut self) {
+    pub(crate) async fn stop(self) {
+        let log = self.log.clone();
+        let status = self.terminate().await;
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert_eq!(status.code(), Some(0), "{log}");
+    }
+
+    /// SIGTERM; the exit status, which must come in time.
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
         let mut child = self.child.take().unwrap();
-        let status = until("exit after SIGTERM", WAIT_TIMEOUT, || {
+        until("exit after SIGTERM", WAIT_TIMEOUT, || {
             let s = child.try_wait().unwrap();
             async move { s }
         })
-        .await;
-        assert_eq!(status.code(), Some(0), "{}", self.log());
+        .await
     }
 }
 
