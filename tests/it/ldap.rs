@@ -178,14 +178,38 @@ impl Slapd {
             .count()
     }
 
+    /// Sends `signal`; for SIGSTOP, returns once every slapd thread has
+    /// stopped (kill returns before that, and a thread already running can
+    /// still answer a request sent right after).
     fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        let pid = self.child.id();
+        kill(Pid::from_raw(pid as i32), signal).unwrap();
+        if signal == Signal::SIGSTOP {
+            crate::support::eventually("every slapd thread stopped", || all_threads_stopped(pid));
+        }
     }
 
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether every thread of `pid` is stopped ("T" in /proc/PID/task/*/stat).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            // "pid (comm) S ...": the state follows the last ')'.
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Starts slapd and waits until it accepts connections.
