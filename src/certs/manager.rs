@@ -18,6 +18,7 @@
 //! Only certificates of the configured issuer (directory URL) are renewed;
 //! one from another CA keeps serving until the new CA's replaces it.
 
+mod budget;
 mod job;
 mod persist;
 mod schedule;
@@ -35,8 +36,9 @@ use super::{Issuer, RenewalWindow, unix_now};
 use crate::config::Config;
 use crate::store::{CertRecord, DomainStatus, Store};
 use crate::tls::CertResolver;
+use budget::OrderBudget;
 use job::{Job, Outcome};
-use schedule::{TokenBucket, renew_at, time_in_window};
+use schedule::{renew_at, time_in_window};
 pub use status::StatusCounts;
 
 /// From this many newly configured domains on, the store is read in bulk
@@ -249,14 +251,12 @@ impl Manager {
         new_orders_per_3h: u32,
         shutdown: CancellationToken,
     ) {
-        let bucket_blob = format!("new-orders|{}", self.issuer_name());
-        let mut bucket = self
-            .store
-            .blob(&bucket_blob)
-            .ok()
-            .flatten()
-            .and_then(|b| TokenBucket::restored(&b, new_orders_per_3h, unix_now()))
-            .unwrap_or_else(|| TokenBucket::new(new_orders_per_3h, unix_now()));
+        let mut budget = OrderBudget::open(
+            self.store.as_ref(),
+            self.issuer_name(),
+            new_orders_per_3h,
+            unix_now(),
+        );
         let mut in_flight: HashSet<String> = HashSet::new();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Outcome)>();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -364,13 +364,10 @@ impl Manager {
                     queued += 1;
                     continue; // a finishing order wakes us
                 }
-                if !renewal {
-                    if !bucket.take(now) {
-                        wake = wake.min(bucket.next_token_at());
-                        queued += 1;
-                        continue;
-                    }
-                    self.store_blob(&bucket_blob, bucket.to_bytes()).await;
+                if !renewal && let Err(at) = self.take_order_token(&mut budget, now).await {
+                    wake = wake.min(at);
+                    queued += 1;
+                    continue;
                 }
                 in_flight.insert(domain.clone());
                 let job = Job {
@@ -438,7 +435,7 @@ impl Manager {
                     in_flight.remove(&domain);
                     let placed_no_order = matches!(outcome, Outcome::Postponed { .. } | Outcome::Adopted(_));
                     if placed_no_order && schedule.get(&domain).is_some_and(|(_, renewal)| !renewal) {
-                        bucket.give_back();
+                        self.give_back_order_token(&mut budget).await;
                     }
                     self.finish(&domain, outcome).await;
                     // An order that ended after a reload removed (some of) its

@@ -202,6 +202,31 @@ pub trait Store: Send + Sync {
     fn clear_challenge(&self, _answer: &ChallengeAnswer) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// One token from the new-order bucket `name` (`per_3h` tokens per 3
+    /// hours) that every node sharing this store draws from, taken
+    /// atomically: the CA's limit is per account, and the nodes share one.
+    /// `None`: not shared; the caller keeps its own bucket.
+    fn take_order_token(
+        &self,
+        _name: &str,
+        _per_3h: u32,
+    ) -> Option<Result<OrderToken, StoreError>> {
+        None
+    }
+
+    /// Returns a token taken for an order that was not placed after all.
+    fn give_back_order_token(&self, _name: &str, _per_3h: u32) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// `Store::take_order_token`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderToken {
+    Taken,
+    /// None left; the next one comes in this many seconds.
+    EmptyFor(u64),
 }
 
 /// `Store::bulk`'s answer: records by mail domain.

@@ -257,3 +257,64 @@ fn postgres_store_shares_leases_keys_changes_and_challenges() {
         "{text}"
     );
 }
+
+/// The new-order budget is the account's, so nodes draw from one bucket:
+/// three nodes taking tokens at once from a bucket of 5 get 5 in all (each
+/// node's own bucket would have given 15); an empty bucket names the wait
+/// (3 h / 5 = 36 min for one token); a token given back can be taken again.
+#[test]
+fn nodes_draw_new_order_tokens_from_one_bucket() {
+    use mailconfd::store::OrderToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pg) = Postgres::start(dir.path()) else {
+        return;
+    };
+    pg.sql("CREATE DATABASE mailconfd");
+    let nodes: Vec<PostgresStore> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|node| {
+            PostgresStore::open(&settings(&pg, node, None, 30), &dir.path().join(node)).unwrap()
+        })
+        .collect();
+    const BUCKET: &str = "new-orders|https://ca.test/dir";
+    let taken: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                s.spawn(move || {
+                    (0..10)
+                        .filter(|_| {
+                            node.take_order_token(BUCKET, 5).unwrap().unwrap() == OrderToken::Taken
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(taken, 5, "tokens taken by three nodes from a bucket of 5");
+    match nodes[0].take_order_token(BUCKET, 5).unwrap().unwrap() {
+        OrderToken::EmptyFor(secs) => {
+            assert!((2100..=2160).contains(&secs), "next token in {secs} s")
+        }
+        OrderToken::Taken => panic!("a sixth token"),
+    }
+    nodes[1].give_back_order_token(BUCKET, 5).unwrap();
+    assert_eq!(
+        nodes[2].take_order_token(BUCKET, 5).unwrap().unwrap(),
+        OrderToken::Taken,
+        "the token given back"
+    );
+    // Another issuer has a bucket of its own.
+    assert_eq!(
+        nodes[0]
+            .take_order_token("new-orders|https://other.test/dir", 5)
+            .unwrap()
+            .unwrap(),
+        OrderToken::Taken
+    );
+    // One node (sled) keeps its own bucket: the store has none.
+    let sled = SledStore::open(&dir.path().join("single")).unwrap();
+    assert!(sled.take_order_token(BUCKET, 5).is_none());
+}

@@ -23,6 +23,7 @@
 
 mod crypt;
 mod feed;
+mod order_budget;
 pub mod schema;
 
 use std::future::Future;
@@ -876,5 +877,23 @@ impl Store for PostgresStore {
             .await
         })?;
         Ok(())
+    }
+
+    fn take_order_token(
+        &self,
+        name: &str,
+        per_3h: u32,
+    ) -> Option<Result<super::OrderToken, StoreError>> {
+        let taken = self.ensure_schema().and_then(|()| {
+            let name = name.to_owned();
+            self.call(move |pool| order_budget::take(pool, name, per_3h))
+        });
+        Some(taken)
+    }
+
+    fn give_back_order_token(&self, name: &str, per_3h: u32) -> Result<(), StoreError> {
+        self.ensure_schema()?;
+        let name = name.to_owned();
+        self.call(move |pool| order_budget::give_back(pool, name, per_3h))
     }
 }

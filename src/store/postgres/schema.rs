@@ -71,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE mailconfd_leases ADD COLUMN order_url text;
     ALTER TABLE mailconfd_leases ADD COLUMN order_names text;
     ",
+    // 3: the new-order token buckets all nodes draw from (order_budget.rs);
+    // `updated` in seconds since the epoch, by the database's clock.
+    r"
+    CREATE TABLE mailconfd_order_buckets (
+        name text PRIMARY KEY,
+        tokens double precision NOT NULL,
+        updated double precision NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build needs.

@@ -210,6 +210,8 @@ pub(crate) struct Node {
     pub dir: PathBuf,
     /// The `[state]` table appended to the config (empty = sled).
     state: String,
+    /// Extra `[acme]` keys (`write_config` puts them in).
+    pub acme_extra: String,
     child: Option<Child>,
 }
 
@@ -226,6 +228,7 @@ impl Node {
             metrics_port,
             dir,
             state: state.to_owned(),
+            acme_extra: String::new(),
             child: None,
         };
         node.write_config(world, domains);
@@ -235,7 +238,7 @@ impl Node {
     /// (Re)writes the config, e.g. with another domain list before a SIGHUP.
     pub(crate) fn write_config(&self, world: &World, domains: &[&str]) {
         let mut text = world
-            .config_text(&self.state_dir(), domains, 5, "")
+            .config_text(&self.state_dir(), domains, 5, &self.acme_extra)
             .replace(
                 "http_listen = [\"127.0.0.1:",
                 &format!("http_listen = [\"{}:", self.ip),

@@ -15,8 +15,10 @@
 //! - `failover`: the ordering node is killed mid-order.
 //! - `migrate`: sled -> PostgreSQL with `state export`/`state import`, and
 //!   the cost per request on each backend.
+//! - `budget`: the new-order budget is the account's, shared by the nodes.
 
 mod alpn;
+mod budget;
 mod client;
 mod failover;
 mod harness;
