@@ -16,7 +16,7 @@ pub struct SledStore {
     path: PathBuf,
     trees: std::sync::RwLock<Option<Trees>>,
     broken: std::sync::atomic::AtomicBool,
-    /// Our own fsync failed: the disk, not sled, is broken. sled's close
+    /// Our latest fsync failed: the disk, not sled, is broken. sled's close
     /// fsyncs too and panics when that fails (unless it saw an error
     /// itself), so this store is then left unclosed: the process is about
     /// to exit or to reopen it, and has nothing more to write.
@@ -160,10 +160,9 @@ impl SledStore {
     /// open (not reopened, not closed: see `disk_failed`).
     fn sync_log(&self) -> Result<(), StoreError> {
         let result = self.read(|t| t.log_file.sync_all().map_err(|e| sled::Error::Io(e).into()));
-        if result.is_err() {
-            self.disk_failed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+        // Cleared again by a sync that works: sled's own at close will too.
+        self.disk_failed
+            .store(result.is_err(), std::sync::atomic::Ordering::SeqCst);
         result
     }
 }
