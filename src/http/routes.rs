@@ -233,7 +233,7 @@ fn route_untagged(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
         return Reply::error(StatusCode::BAD_REQUEST, "missing Host header");
     };
     let Some((host_kind, host_domain, host_provider)) = classify_host(host, config) else {
-        return Reply::error(StatusCode::NOT_FOUND, "unknown host");
+        return unknown_host(req, env);
     };
     let Some(route) = match_path(req.path) else {
         return Reply::error(StatusCode::NOT_FOUND, "not found");
@@ -248,6 +248,25 @@ fn route_untagged(req: &Incoming<'_>, config: &Config, env: &Env<'_>) -> Reply {
     };
     reply.domain.get_or_insert_with(|| host_domain.to_owned());
     reply
+}
+
+/// A name this config does not list: 404, except an HTTP-01 validation that
+/// has an answer. With several nodes, the CA may validate a domain another
+/// node ordered before this node's config (or domain source) lists it; the
+/// answer exists only if a node of the cluster published it, so nothing is
+/// revealed about names nobody ordered.
+fn unknown_host(req: &Incoming<'_>, env: &Env<'_>) -> Reply {
+    let host = req.host.unwrap_or_default().to_ascii_lowercase();
+    let answer = match match_path(req.path) {
+        Some(Route::AcmeChallenge(token)) if matches!(*req.method, Method::GET | Method::HEAD) => {
+            env.hooks.http01(&host, token)
+        }
+        _ => None,
+    };
+    match answer {
+        Some(key_auth) => Reply::ok(Document::text(key_auth.into_bytes())).no_store(),
+        None => Reply::error(StatusCode::NOT_FOUND, "unknown host"),
+    }
 }
 
 /// Which names answer which paths (interface.md, "Host names served").

@@ -434,3 +434,68 @@ fn json_path_address_is_one_segment_everyone_agrees_on() {
         Some("b@jmap.example")
     );
 }
+
+/// HTTP-01 for a name this config does not list (yet): answered when, and
+/// only when, an answer exists (another node of a cluster published it);
+/// anything else on an unknown name stays 404.
+#[test]
+fn unknown_host_gets_only_an_existing_challenge_answer() {
+    struct OneChallenge;
+    impl crate::http::Hooks for OneChallenge {
+        fn http01(&self, host: &str, token: &str) -> Option<String> {
+            (host == "autoconfig.new.example:80" && token == "tok").then(|| "tok.thumb".to_owned())
+        }
+    }
+    let config = crate::config::parse(STANDARDS).unwrap();
+    let env = Env {
+        redirect_plain_http: true,
+        hooks: &OneChallenge,
+        time_of_day: "12:00:00.0000000",
+        user: None,
+    };
+    let ask = |method: &Method, host: &str, path: &str| {
+        let req = Incoming {
+            method,
+            host: Some(host),
+            path,
+            query: None,
+            body: b"",
+            secure: false,
+            accept_language: None,
+        };
+        route(&req, &config, &env)
+    };
+    let found = ask(
+        &Method::GET,
+        "Autoconfig.New.Example:80",
+        "/.well-known/acme-challenge/tok",
+    );
+    assert_eq!(found.status, StatusCode::OK);
+    assert_eq!(&found.body[..], b"tok.thumb");
+    assert_eq!(found.format, Format::acme_challenge);
+    for (method, host, path) in [
+        (
+            Method::GET,
+            "autoconfig.new.example:80",
+            "/.well-known/acme-challenge/other",
+        ),
+        (
+            Method::GET,
+            "autoconfig.other.example:80",
+            "/.well-known/acme-challenge/tok",
+        ),
+        (
+            Method::POST,
+            "autoconfig.new.example:80",
+            "/.well-known/acme-challenge/tok",
+        ),
+        (
+            Method::GET,
+            "autoconfig.new.example:80",
+            "/mail/config-v1.1.xml",
+        ),
+    ] {
+        let reply = ask(&method, host, path);
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {host}{path}");
+    }
+}

@@ -16,6 +16,7 @@
 //! - `migrate`: sled -> PostgreSQL with `state export`/`state import`, and
 //!   the cost per request on each backend.
 //! - `budget`: the new-order budget is the account's, shared by the nodes.
+//! - `unlisted`: HTTP-01 answered by a node that does not list the domain.
 
 mod alpn;
 mod budget;
@@ -25,6 +26,7 @@ mod harness;
 mod migrate;
 mod outage;
 mod shared;
+mod unlisted;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
