@@ -17,6 +17,15 @@ use crate::metrics::Format;
 use crate::model::{Provider, UserValues};
 use crate::render::{Document, autodiscover, mobileconfig, mta_sts, pacc, page, thunderbird};
 
+mod hosts;
+mod outlook;
+mod paths;
+use hosts::strip_port;
+pub use hosts::{HostKind, classify_host};
+use outlook::{json, pox, pox_without_body};
+pub use paths::format_of_path;
+use paths::{Route, json_path_address, match_path, parse_path_address};
+
 /// The request, reduced to what routing needs.
 #[derive(Debug)]
 pub struct Incoming<'a> {
@@ -71,154 +80,6 @@ fn for_user<'p>(provider: &'p Provider, env: &Env<'_>) -> Cow<'p, Provider> {
         Some(values) => Cow::Owned(provider.for_user(values)),
         None => Cow::Borrowed(provider),
     }
-}
-
-/// Which of our names a Host header is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostKind {
-    Autoconfig,
-    Autodiscover,
-    MtaSts,
-    /// The mail domain itself (`.well-known` autoconfig, autodiscover).
-    Apex,
-    /// `ua-auto-config.D`, PACC's fixed name (only where PACC is served).
-    UaAutoConfig,
-}
-
-/// Parses a Host value: port dropped, case and one trailing dot ignored. IP
-/// literals and anything not a configured name give `None`.
-pub fn classify_host<'c>(
-    host: &str,
-    config: &'c Config,
-) -> Option<(HostKind, &'c str, &'c Provider)> {
-    let name = strip_port(host)?;
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name.len() > 253 {
-        return None;
-    }
-    let name = name.to_ascii_lowercase();
-    if let Some((d, p)) = config.lookup_domain(&name) {
-        return Some((HostKind::Apex, d, p));
-    }
-    for (prefix, kind) in [
-        ("autoconfig.", HostKind::Autoconfig),
-        ("autodiscover.", HostKind::Autodiscover),
-        ("mta-sts.", HostKind::MtaSts),
-        ("ua-auto-config.", HostKind::UaAutoConfig),
-    ] {
-        if let Some((d, p)) = name
-            .strip_prefix(prefix)
-            .and_then(|rest| config.lookup_domain(rest))
-        {
-            if kind == HostKind::MtaSts && p.mta_sts.is_none() {
-                return None;
-            }
-            if kind == HostKind::UaAutoConfig && !p.serves_pacc() {
-                return None;
-            }
-            return Some((kind, d, p));
-        }
-    }
-    None
-}
-
-/// `name[:port]` or `[v6]:port` -> name; bracketed IPv6 literals are never ours.
-fn strip_port(host: &str) -> Option<&str> {
-    if host.starts_with('[') {
-        return None;
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => Some(name),
-        Some(_) => None,
-        None => Some(host),
-    }
-}
-
-/// The paths we serve, matched without regard to case where clients differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route<'p> {
-    Thunderbird,
-    Pox,
-    Json {
-        address_in_path: Option<&'p str>,
-    },
-    Mobileconfig,
-    MtaSts,
-    AcmeChallenge(&'p str),
-    Page,
-    /// PACC's `/.well-known/user-agent-configuration.json`.
-    Pacc,
-    /// RFC 8620 §2.2 `/.well-known/jmap`: a redirect to the session URL.
-    Jmap,
-}
-
-impl Route<'_> {
-    /// The metrics label of what this route answers. Exhaustive: a new route
-    /// picks its label here, in the one place that knows the paths.
-    fn format(self) -> Format {
-        match self {
-            Route::Thunderbird => Format::thunderbird,
-            Route::Pox => Format::autodiscover_pox,
-            Route::Json { .. } => Format::autodiscover_json,
-            Route::Mobileconfig => Format::mobileconfig,
-            Route::MtaSts => Format::mta_sts,
-            Route::AcmeChallenge(_) => Format::acme_challenge,
-            Route::Page => Format::page,
-            Route::Pacc => Format::pacc,
-            Route::Jmap => Format::jmap,
-        }
-    }
-}
-
-/// The format a path asks for, for replies made before routing (a body too
-/// large, a request too slow): the route it would take, else `other`.
-pub fn format_of_path(path: &str) -> Format {
-    match_path(path).map_or(Format::other, Route::format)
-}
-
-/// The address of the JSON path form (`/autodiscover/autodiscover.json/v1.0/ADDR`)
-/// as sent, still percent-encoded: `autodiscover::address_from_json_path`, the
-/// one parser of that path. Exactly one path segment: a raw `/` after the
-/// prefix makes it not this route, so the router, the directory lookup, the
-/// handler and the request log (which redacts per segment) all see the same
-/// address. A `/` in an address arrives as `%2F`.
-fn json_path_address(path: &str) -> Option<&str> {
-    autodiscover::address_from_json_path(path)
-}
-
-/// The address of the JSON path form, decoded and parsed: the one parse of it.
-fn parse_path_address(raw: &str) -> Result<EmailAddress, AddressError> {
-    EmailAddress::parse(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
-}
-
-fn match_path(path: &str) -> Option<Route<'_>> {
-    const JSON_PATH: &str = "/autodiscover/autodiscover.json";
-    if let Some(address) = json_path_address(path) {
-        return Some(Route::Json {
-            address_in_path: Some(address),
-        });
-    }
-    let lower = path.to_ascii_lowercase();
-    Some(match lower.as_str() {
-        "/mail/config-v1.1.xml" | "/.well-known/autoconfig/mail/config-v1.1.xml" => {
-            Route::Thunderbird
-        }
-        "/autodiscover/autodiscover.xml" => Route::Pox,
-        JSON_PATH => Route::Json {
-            address_in_path: None,
-        },
-        // With the slash: the URL automx2 publishes, so that links keep working
-        // after a switch.
-        "/mobileconfig" | "/mobileconfig/" => Route::Mobileconfig,
-        "/.well-known/mta-sts.txt" => Route::MtaSts,
-        "/.well-known/user-agent-configuration.json" => Route::Pacc,
-        "/.well-known/jmap" => Route::Jmap,
-        "/" => Route::Page,
-        _ => {
-            let token = path.strip_prefix("/.well-known/acme-challenge/")?;
-            Route::AcmeChallenge(token)
-        }
-    })
 }
 
 /// Answers one request, the reply tagged with the format of the route the
@@ -529,86 +390,5 @@ fn query_param<'q>(query: Option<&'q str>, keys: &[&str]) -> Option<Cow<'q, str>
         .find(|(k, _)| keys.iter().any(|key| k.eq_ignore_ascii_case(key)))
         .map(|(_, v)| v)
 }
-
-fn pox(body: &[u8], config: &Config, env: &Env<'_>) -> Reply {
-    let request = match autodiscover::parse_request(body) {
-        Ok(r) => r,
-        Err(e) => {
-            return Reply::error(
-                StatusCode::BAD_REQUEST,
-                &format!("malformed autodiscover request: {e}"),
-            );
-        }
-    };
-    let address = match EmailAddress::parse(&request.email) {
-        Ok(a) => a,
-        Err(e) => return bad_address(e),
-    };
-    let Some(provider) = config.provider_for_domain(address.domain()) else {
-        return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
-    };
-    Reply::ok(autodiscover::render_with_time(
-        &for_user(provider, env),
-        &address,
-        &request.schema,
-        env.time_of_day,
-    ))
-    .no_store()
-    .for_address(&address)
-}
-
-/// The Outlook 2006a settings for the address in the query, else for the
-/// Host's mail domain with only `%EMAILDOMAIN%` filled in.
-fn pox_without_body(
-    query: Option<&str>,
-    config: &Config,
-    env: &Env<'_>,
-    host_domain: &str,
-    host_provider: &Provider,
-) -> Reply {
-    let address = match query_address(query, &["emailaddress", "email"]) {
-        Ok(a) => a,
-        Err(e) => return bad_address(e),
-    };
-    with_provider(config, env, address.as_ref(), host_provider, |provider| {
-        let doc = match &address {
-            Some(a) => {
-                autodiscover::render(provider, a, &autodiscover::ResponseSchema::Outlook2006a)
-            }
-            None => autodiscover::render_for_domain(provider, host_domain),
-        };
-        cacheable(Reply::ok(doc), address.is_some())
-    })
-}
-
-fn json(
-    query: Option<&str>,
-    address_in_path: Option<&str>,
-    config: &Config,
-    host_domain: &str,
-) -> Reply {
-    let _ = host_domain;
-    let parsed = match address_in_path {
-        Some(raw) => Some(parse_path_address(raw)),
-        None => query_param(query, &["email"]).map(|raw| EmailAddress::parse(&raw)),
-    };
-    let address = match parsed {
-        None => return Reply::error(StatusCode::BAD_REQUEST, "Email is required"),
-        Some(Err(e)) => return bad_address(e),
-        Some(Ok(a)) => a,
-    };
-    let Some(provider) = config.provider_for_domain(address.domain()) else {
-        return Reply::error(StatusCode::NOT_FOUND, "unknown e-mail domain").for_address(&address);
-    };
-    let protocol = query_param(query, &["protocol"]).unwrap_or_default();
-    let answer = autodiscover::render_json(provider, &address, &protocol);
-    Reply::with_status(
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST),
-        answer.document,
-    )
-    .no_store()
-    .for_address(&address)
-}
-
 #[cfg(test)]
 mod tests;
