@@ -20,9 +20,11 @@
 
 mod budget;
 mod job;
+mod outcome;
 mod persist;
 mod schedule;
 mod status;
+mod stored;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ use budget::OrderBudget;
 use job::{Job, Outcome};
 use schedule::{renew_at, time_in_window};
 pub use status::StatusCounts;
+use stored::serve_stored;
 
 /// From this many newly configured domains on, the store is read in bulk
 /// (when it offers that) rather than per domain.
@@ -82,22 +85,6 @@ pub struct Manager {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Shared store: domains whose certificate another node stored.
     changes: Option<mpsc::Receiver<String>>,
-}
-
-/// Serves a stored certificate for the names of `domain` the config wants
-/// and the certificate covers; a missing name is ordered later.
-fn serve_stored(resolver: &CertResolver, domain: &str, wanted: &[String], record: &CertRecord) {
-    let served: Vec<String> = wanted
-        .iter()
-        .filter(|n| record.names.contains(n))
-        .cloned()
-        .collect();
-    resolver.set_domain_pem(
-        domain,
-        served,
-        record.chain_pem.clone(),
-        record.key_pem.clone(),
-    );
 }
 
 /// The next changed domain; pends forever without a change feed.
@@ -155,24 +142,6 @@ impl Manager {
         self
     }
 
-    fn count_order(&self, failure: Option<&str>) {
-        use crate::metrics::{AcmeError, AcmeErrorLabels, Outcome as Result_, OutcomeLabels};
-        let Some(m) = &self.metrics else { return };
-        let result = if failure.is_some() {
-            Result_::failed
-        } else {
-            Result_::ok
-        };
-        m.acme_orders.get_or_create(&OutcomeLabels { result }).inc();
-        if let Some(message) = failure {
-            m.acme_order_failures
-                .get_or_create(&AcmeErrorLabels {
-                    error: AcmeError::classify(message),
-                })
-                .inc();
-        }
-    }
-
     /// Counts for readiness, updated as orders start and end. Take it before
     /// `run`; it stays valid (with the last counts) after `run` returns.
     pub fn status_counts(&self) -> watch::Receiver<StatusCounts> {
@@ -198,45 +167,6 @@ impl Manager {
     /// The configured issuer's certificate for `domain`, expired or not.
     fn own_record(&self, domain: &str) -> Option<CertRecord> {
         self.records.get(domain).cloned()
-    }
-
-    /// Deploys every stored, unexpired certificate whose names still fit the
-    /// config: the configured CA's, or another CA's until it is replaced.
-    /// Runs before the listeners open, so a restart serves at once without
-    /// contacting the CA.
-    pub fn deploy_stored(&self) -> usize {
-        let config = self.config.borrow().clone();
-        let now = unix_now();
-        let mut deployed = 0;
-        // A shared database: one query for all, not one per domain. When it
-        // fails (down at start), per-domain reads fall back to the local copy.
-        let mut bulk = match self.store.bulk() {
-            Some(Ok(b)) => Some(b),
-            _ => None,
-        };
-        for (domain, names) in wanted(&config) {
-            let stored = match bulk.as_mut() {
-                Some(b) => Ok(b.certs.remove(&domain).unwrap_or_default()),
-                None => self.store.certs_for(&domain),
-            };
-            let records = match stored {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(domain = %domain, error = %e, "reading the stored certificate failed");
-                    continue;
-                }
-            };
-            let Some(record) = super::pick(&records, self.issuer_name(), now).cloned() else {
-                continue;
-            };
-            if record.source != self.issuer_name() {
-                tracing::info!(domain = %domain, previous_issuer = %record.source, "serving a certificate from another CA until the configured one issues");
-            }
-            serve_stored(&self.resolver, &domain, &names, &record);
-            deployed += 1;
-        }
-        tracing::info!(deployed, "stored certificates deployed");
-        deployed
     }
 
     /// Orders and renews until `shutdown`.
@@ -477,147 +407,6 @@ impl Manager {
         // Orders in flight are abandoned: nothing half-written can be left,
         // because a certificate is stored in one flushed write.
         tasks.close();
-    }
-
-    /// Books an order's outcome in memory, then copies it to the store.
-    async fn finish(&mut self, domain: &str, outcome: Outcome) {
-        let now = unix_now();
-        let status = self.statuses.entry(domain.to_owned()).or_default();
-        status.last_attempt = Some(now);
-        match outcome {
-            Outcome::Deployed(record) => {
-                self.count_order(None);
-                let status = self.statuses.entry(domain.to_owned()).or_default();
-                *status = DomainStatus {
-                    last_attempt: Some(now),
-                    ..Default::default()
-                };
-                tracing::info!(domain = %domain, not_after = record.not_after, "certificate deployed");
-                self.unsaved.remove(domain);
-                self.records.insert(domain.to_owned(), record);
-                self.note_write(Ok(()));
-            }
-            Outcome::Unsaved(record, error) => {
-                self.count_order(None);
-                let status = self.statuses.entry(domain.to_owned()).or_default();
-                *status = DomainStatus {
-                    last_attempt: Some(now),
-                    ..Default::default()
-                };
-                tracing::info!(domain = %domain, not_after = record.not_after, "certificate deployed");
-                self.note_write(Err(format!("storing the certificate: {error}")));
-                self.unsaved.insert(domain.to_owned());
-                self.records.insert(domain.to_owned(), record);
-            }
-            Outcome::Dropped => {
-                self.statuses.remove(domain);
-                self.release_lease(domain).await;
-                return;
-            }
-            Outcome::Adopted(record) => {
-                self.adopt_record(domain, record);
-                self.release_lease(domain).await;
-                return;
-            }
-            Outcome::Postponed {
-                until,
-                status,
-                reason,
-            } => {
-                // Memory only: the store's copy is another node's to write.
-                let status = match status {
-                    Some(s) => self
-                        .statuses
-                        .entry(domain.to_owned())
-                        .insert_entry(s)
-                        .into_mut(),
-                    None => self.statuses.entry(domain.to_owned()).or_default(),
-                };
-                status.next_attempt = Some(status.next_attempt.unwrap_or(0).max(until));
-                tracing::debug!(domain = %domain, retry_in_secs = until - now, reason = %reason, "order postponed");
-                return;
-            }
-            Outcome::Failed(e) => {
-                self.count_order(Some(&e.message));
-                let status = self.statuses.entry(domain.to_owned()).or_default();
-                let next = schedule::record_failure(status, now, e.retry_after_secs);
-                status.last_error = Some(e.message.clone());
-                tracing::warn!(domain = %domain, error = %e.message, retry_in_secs = next - now, "certificate order failed; the old certificate, if any, keeps serving");
-            }
-        }
-        let copy = self.statuses.get(domain).cloned().unwrap_or_default();
-        let (store, domain_owned, issuer) = (
-            self.store.clone(),
-            domain.to_owned(),
-            self.issuer_name().to_owned(),
-        );
-        let result =
-            tokio::task::spawn_blocking(move || store.put_status(&domain_owned, &issuer, &copy))
-                .await;
-        self.note_write(persist::flatten(result));
-        // After the status: a node that takes the lease next sees the backoff.
-        self.release_lease(domain).await;
-    }
-
-    /// Shared store: lets other nodes order `domain` again.
-    async fn release_lease(&self, domain: &str) {
-        if !self.store.is_shared() {
-            return;
-        }
-        let (store, d, issuer) = (
-            self.store.clone(),
-            domain.to_owned(),
-            self.issuer_name().to_owned(),
-        );
-        if let Ok(Err(e)) =
-            tokio::task::spawn_blocking(move || store.release_lease(&d, &issuer)).await
-        {
-            // It expires by itself after lease_secs.
-            tracing::debug!(domain = %domain, error = %e, "releasing the order lease failed");
-        }
-    }
-
-    /// Takes `record` (another node's, from the shared store) as this
-    /// domain's certificate, already served: its schedule starts over.
-    fn adopt_record(&mut self, domain: &str, record: CertRecord) {
-        self.statuses.insert(
-            domain.to_owned(),
-            DomainStatus {
-                last_attempt: self.statuses.get(domain).and_then(|s| s.last_attempt),
-                ..Default::default()
-            },
-        );
-        self.unsaved.remove(domain);
-        self.records.insert(domain.to_owned(), record);
-    }
-
-    /// The change feed said another node stored `domain`'s certificate: if
-    /// it is newer than ours, serve it. True when it was taken.
-    async fn take_stored(&mut self, domain: &str, names: &[String]) -> bool {
-        let (store, d, issuer) = (
-            self.store.clone(),
-            domain.to_owned(),
-            self.issuer_name().to_owned(),
-        );
-        let record = match tokio::task::spawn_blocking(move || store.cert(&d, &issuer)).await {
-            Ok(Ok(Some(r))) => r,
-            Ok(Err(e)) => {
-                tracing::debug!(domain = %domain, error = %e, "reading a changed certificate failed; the next poll retries");
-                return false;
-            }
-            _ => return false,
-        };
-        if self
-            .records
-            .get(domain)
-            .is_some_and(|own| own.not_after >= record.not_after)
-        {
-            return false;
-        }
-        serve_stored(&self.resolver, domain, names, &record);
-        tracing::info!(domain = %domain, not_after = record.not_after, "serving a certificate another node stored");
-        self.adopt_record(domain, record);
-        true
     }
 
     /// When `domain` next needs an order, and whether that order is a renewal
