@@ -32,8 +32,8 @@ fuzz_target!(|data: &[u8]| {
                 );
                 if i < MAX_RENDERED_DOMAINS {
                     let address = EmailAddress::parse(&format!("user@{domain}")).ok();
-                    assert_renders(provider, None);
-                    assert_renders(provider, address.as_ref());
+                    assert_renders(provider, domain, None);
+                    assert_renders(provider, domain, address.as_ref());
                 }
             }
         }

@@ -143,10 +143,10 @@ pub fn assert_valid_address(a: &EmailAddress) {
     assert_eq!(&again, a, "{s:?} re-parses differently");
 }
 
-/// Renders every client document for `provider` (and `address`, when the
-/// provider serves it) and checks each one.
-pub fn assert_renders(provider: &Provider, address: Option<&EmailAddress>) {
-    assert_document(&thunderbird::render(provider, address));
+/// Renders every client document for `provider`'s mail domain `domain` (and
+/// `address`, when the provider serves it) and checks each one.
+pub fn assert_renders(provider: &Provider, domain: &str, address: Option<&EmailAddress>) {
+    assert_document(&thunderbird::render(provider, domain, address));
     if let Some(a) = address {
         for schema in [
             autodiscover::ResponseSchema::Outlook2006a,
